@@ -1,0 +1,45 @@
+"""Helpers shared by every molecule scenario's testinfra tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+RECAP = re.compile(
+    r"^(?P<host>\S+)\s+: ok=\d+\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)",
+    re.M,
+)
+
+
+def _run_converge_in_check_mode() -> tuple[dict[str, dict[str, int]], str]:
+    """Run this scenario's converge playbook with --check --diff; return the recap and the output."""
+    scenario = os.environ["MOLECULE_SCENARIO_DIRECTORY"]
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run(
+        [
+            "ansible-playbook",
+            "--check",
+            "--diff",
+            "-i",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            os.path.join(scenario, "converge.yml"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    recap = {
+        m["host"]: {k: int(m[k]) for k in ("changed", "unreachable", "failed")} for m in RECAP.finditer(proc.stdout)
+    }
+    return recap, proc.stdout
+
+
+@pytest.fixture(scope="session")
+def check_mode_stats():
+    """(recap per host, output) of a check run of converge.yml on the converged hosts."""
+    return _run_converge_in_check_mode()
