@@ -17,7 +17,8 @@ RECAP = re.compile(
 def _run_converge_in_check_mode() -> tuple[dict[str, dict[str, int]], str]:
     """Run this scenario's converge playbook with --check --diff; return the recap and the output."""
     scenario = os.environ["MOLECULE_SCENARIO_DIRECTORY"]
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1")
+    # molecule forces colour for its own runs; the recap is parsed, so none here.
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", PY_COLORS="0")
     proc = subprocess.run(
         [
             "ansible-playbook",

@@ -1,0 +1,27 @@
+"""Shared by every pytest suite of fleet."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ansible_env(**extra: str) -> dict[str, str]:
+    """The environment an operator has: fleet's ansible.cfg, no colour."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    env.update(extra)
+    return env
+
+
+def run(cmd: list[str], cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=cwd, env=ansible_env(**env), capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def root() -> Path:
+    return ROOT
