@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 
 import pytest
 
-RECAP = re.compile(
-    r"^(?P<host>\S+)\s+: ok=\d+\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)",
-    re.M,
-)
+from scripts.recap import parse_recap
 
 
 def _run_converge_in_check_mode() -> tuple[dict[str, dict[str, int]], str]:
@@ -34,10 +30,7 @@ def _run_converge_in_check_mode() -> tuple[dict[str, dict[str, int]], str]:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    recap = {
-        m["host"]: {k: int(m[k]) for k in ("changed", "unreachable", "failed")} for m in RECAP.finditer(proc.stdout)
-    }
-    return recap, proc.stdout
+    return parse_recap(proc.stdout), proc.stdout
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import time
 import uuid
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts.recap import parse_recap
 from tests.conftest import ROOT, run
 
 IMAGE = os.environ.get("FLEET_IMAGE", "fleet/debian12-systemd:latest")
@@ -36,9 +36,6 @@ SYSTEMD_FLAGS = [
     "--tmpfs",
     "/tmp",
 ]
-RECAP = re.compile(
-    r"^(?P<host>\S+)\s+: ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=\d+\s+failed=(?P<failed>\d+)", re.M
-)
 
 
 @dataclass
@@ -47,10 +44,9 @@ class PlaybookResult:
     output: str
 
     def recap(self, host: str) -> dict[str, int]:
-        for m in RECAP.finditer(self.output):
-            if m["host"] == host:
-                return {k: int(m[k]) for k in ("ok", "changed", "failed")}
-        raise AssertionError(f"no recap line for {host}:\n{self.output}")
+        recap = parse_recap(self.output)
+        assert host in recap, f"no recap line for {host}:\n{self.output}"
+        return recap[host]
 
 
 @dataclass

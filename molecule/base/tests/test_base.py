@@ -11,7 +11,9 @@ def test_check_mode_reports_no_change_on_converged_host(check_mode_stats):
     recap, output = check_mode_stats
     assert recap, "the check run reported no hosts"
     for name, stats in recap.items():
-        assert stats == {"changed": 0, "unreachable": 0, "failed": 0}, f"{name} drifts after converge:\n{output}"
+        assert (stats["changed"], stats["unreachable"], stats["failed"]) == (0, 0, 0), (
+            f"{name} drifts after converge:\n{output}"
+        )
 
 
 def sshd_effective(host):

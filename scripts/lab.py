@@ -1,0 +1,356 @@
+#!/usr/bin/env python3
+"""The local lab: the whole fleet of ../shared/topology.txt as systemd containers.
+
+    lab.py up [--cells N]    create the hosts, converge them with playbooks/site.yml, smoke-test
+    lab.py down              remove every container, network and volume the lab made
+    lab.py status            the lab's hosts, their state, and the ELB stand-in's answer
+    lab.py ssh HOST [CMD]    SSH into a host the way Ansible does
+
+Every host runs sshd; Ansible reaches it over SSH with a key the lab generates,
+so the lab exercises the same connection path as production. Containers carry
+labels (fleet.role, fleet.cell, fleet.db_role) that inventories/lab turns into
+the same groups the AWS inventory produces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import string
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from scripts.recap import parse_recap
+
+ROOT = Path(__file__).resolve().parents[1]
+LAB_DIR = Path(os.environ.get("FLEET_LAB_DIR", ROOT / ".cache" / "lab"))
+IMAGE = os.environ.get("FLEET_IMAGE", "fleet/debian12-systemd:latest")
+NETWORK = "fleet-lab"
+LABEL = "fleet.lab=1"
+# The ELB stand-in's HTTP port, published on 127.0.0.1 only.
+ELB_PORT = int(os.environ.get("FLEET_LAB_ELB_PORT", "8088"))
+ADMIN_USER = "fleet"
+SYSTEMD_FLAGS = [
+    "--cap-add=SYS_ADMIN",
+    "--security-opt=seccomp=unconfined",
+    "--security-opt=apparmor=unconfined",
+    "--cgroupns=host",
+    "--volume=/sys/fs/cgroup:/sys/fs/cgroup:ro",
+    "--tmpfs=/run",
+    "--tmpfs=/run/lock",
+    "--tmpfs=/tmp",
+]
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    role: str
+    cell: str = ""
+    db_role: str = ""
+
+    @property
+    def labels(self) -> dict[str, str]:
+        labels = {"fleet.lab": "1", "fleet.host": self.name, "fleet.role": self.role}
+        if self.cell:
+            labels["fleet.cell"] = self.cell
+        if self.db_role:
+            labels["fleet.db_role"] = self.db_role
+        return labels
+
+
+def fleet_hosts(cells: int) -> list[Host]:
+    """The hosts of ../shared/topology.txt for `cells` cells (a, b, c, ...)."""
+    if not 1 <= cells <= 26:
+        raise SystemExit("--cells must be between 1 and 26")
+    hosts = [Host("primary", "db", db_role="primary")]
+    for i, cell in enumerate(string.ascii_lowercase[:cells]):
+        hosts += [
+            Host(f"web{2 * i + 1}", "web", cell),
+            Host(f"web{2 * i + 2}", "web", cell),
+            Host(f"lb{i + 1}", "lb", cell),
+            Host(f"app{2 * i + 1}", "app", cell),
+            Host(f"app{2 * i + 2}", "app", cell),
+            Host(f"replica{i + 1}", "db", cell, db_role="replica"),
+        ]
+    hosts.append(Host("elb", "elb"))
+    return hosts
+
+
+# ---- small helpers -----------------------------------------------------------
+class Phase:
+    """Prints what a phase does and how long it took."""
+
+    def __init__(self, title: str):
+        self.title = title
+
+    def __enter__(self):
+        self.t0 = time.monotonic()
+        print(f"[lab] {self.title} ...", flush=True)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        took = time.monotonic() - self.t0
+        status = "done" if exc_type is None else "FAILED"
+        print(f"[lab] {self.title}: {status} in {took:.1f} s", flush=True)
+        return False
+
+
+def sh(*cmd: str, check: bool = True, capture: bool = True, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), check=check, capture_output=capture, text=True, **kw)
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return sh("docker", *args, check=check)
+
+
+def lab_containers(all_states: bool = True) -> list[dict]:
+    args = ["ps", "--filter", f"label={LABEL}", "--format", "{{json .}}"]
+    if all_states:
+        args.insert(1, "-a")
+    out = docker(*args).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def container_ip(name: str) -> str:
+    fmt = '{{(index .NetworkSettings.Networks "' + NETWORK + '").IPAddress}}'
+    return docker("inspect", "-f", fmt, name).stdout.strip()
+
+
+def ansible_env() -> dict[str, str]:
+    return dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), FLEET_LAB_DIR=str(LAB_DIR))
+
+
+# ---- up ----------------------------------------------------------------------
+def ensure_key() -> Path:
+    LAB_DIR.mkdir(parents=True, exist_ok=True)
+    key = LAB_DIR / "id_ed25519"
+    if not key.exists():
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fleet-lab", "-f", str(key))
+    return key
+
+
+def ensure_network() -> None:
+    if docker("network", "inspect", NETWORK, check=False).returncode != 0:
+        docker("network", "create", "--label", LABEL, NETWORK)
+
+
+def create_host(host: Host, pubkey: str) -> bool:
+    """Create and bootstrap one host; False when it already existed."""
+    existing = docker("inspect", "-f", "{{json .Config.Labels}}", host.name, check=False)
+    if existing.returncode == 0:
+        labels = json.loads(existing.stdout) or {}
+        if labels.get("fleet.lab") != "1":
+            raise SystemExit(f"a container named {host.name} exists and is not the lab's; remove it or rename it")
+        docker("start", host.name)
+        return False
+    args = ["run", "-d", "--name", host.name, "--hostname", host.name, "--network", NETWORK, *SYSTEMD_FLAGS]
+    for key, value in host.labels.items():
+        args += ["--label", f"{key}={value}"]
+    if host.role == "elb":
+        args += ["--publish", f"127.0.0.1:{ELB_PORT}:80"]
+    docker(*args, IMAGE)
+    return True
+
+
+def bootstrap_host(name: str, pubkey: str) -> None:
+    """What cloud-init does on EC2: the operator account with the key and sudo."""
+    script = f"""
+set -e
+id {ADMIN_USER} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {ADMIN_USER}
+install -d -m 0700 -o {ADMIN_USER} -g {ADMIN_USER} /home/{ADMIN_USER}/.ssh
+printf '%s\\n' '{pubkey}' > /home/{ADMIN_USER}/.ssh/authorized_keys
+chown {ADMIN_USER}:{ADMIN_USER} /home/{ADMIN_USER}/.ssh/authorized_keys
+chmod 0600 /home/{ADMIN_USER}/.ssh/authorized_keys
+printf '%s ALL=(ALL:ALL) NOPASSWD: ALL\\n' {ADMIN_USER} > /etc/sudoers.d/fleet-admin
+chmod 0440 /etc/sudoers.d/fleet-admin
+"""
+    docker("exec", name, "sh", "-c", script)
+
+
+def wait_for_ssh(hosts: list[Host], key: Path, timeout: float = 90) -> None:
+    pending = {h.name: container_ip(h.name) for h in hosts}
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for name, ip in list(pending.items()):
+            probe = sh(*ssh_command(ip, key), "true", check=False)
+            if probe.returncode == 0:
+                del pending[name]
+        if pending:
+            time.sleep(1)
+    if pending:
+        raise SystemExit(f"sshd did not answer on: {', '.join(sorted(pending))}")
+
+
+def ssh_command(ip: str, key: Path) -> list[str]:
+    return [
+        "ssh",
+        "-i",
+        str(key),
+        "-o",
+        f"UserKnownHostsFile={LAB_DIR / 'known_hosts'}",
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=5",
+        f"{ADMIN_USER}@{ip}",
+    ]
+
+
+FATAL = re.compile(r"^(?:fatal|failed): \[(?P<host>[^\]]+)\]", re.M)
+TASK = re.compile(r"^TASK \[(?P<task>.+?)\] \*+", re.M)
+
+
+def converge(extra: list[str]) -> dict[str, dict[str, int]]:
+    """Run playbooks/site.yml over the lab; on failure say which host and task, and how to retry."""
+    log = LAB_DIR / "converge.log"
+    cmd = ["ansible-playbook", "-i", str(ROOT / "inventories" / "lab"), str(ROOT / "playbooks" / "site.yml"), *extra]
+    env = ansible_env()
+    env.setdefault("ANSIBLE_NOCOLOR", "1")
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+        assert proc.stdout is not None
+        text = []
+        for line in proc.stdout:
+            out.write(line)
+            text.append(line)
+            if line.startswith(("PLAY [", "TASK [", "fatal:", "failed:")) or "unreachable" in line.lower():
+                print("      " + line.rstrip()[:150], flush=True)
+        rc = proc.wait()
+    output = "".join(text)
+    recap = parse_recap(output)
+    if rc != 0:
+        print(f"[lab] converge failed (exit {rc}); full log: {log}")
+        for m in FATAL.finditer(output):
+            tasks = list(TASK.finditer(output, 0, m.start()))
+            task = tasks[-1]["task"] if tasks else "?"
+            print(f"[lab]   host {m['host']}: task '{task}'")
+        print("[lab] retry: bin/fleet lab up   (safe on a running lab), or just the failed hosts:")
+        print("[lab]        .venv/bin/ansible-playbook -i inventories/lab playbooks/site.yml --limit <host>")
+        raise SystemExit(1)
+    return recap
+
+
+def http(method: str, url: str, body: dict | None = None, timeout: float = 5) -> tuple[int, dict | str]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read().decode()
+            status = resp.status
+    except urllib.error.HTTPError as err:
+        raw, status = err.read().decode(), err.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw
+
+
+def smoke(url: str, attempts: int = 30) -> None:
+    """Client -> ELB stand-in -> nginx -> HAProxy -> app -> PostgreSQL, both cells."""
+    for _ in range(attempts):
+        status, body = http("GET", f"{url}/healthz")
+        if status == 200:
+            break
+        time.sleep(1)
+    else:
+        raise SystemExit(f"smoke: {url}/healthz answered {status}: {body}")
+    cells = set()
+    for _ in range(16):
+        status, body = http("GET", f"{url}/healthz")
+        if status == 200 and isinstance(body, dict):
+            cells.add(body.get("cell"))
+    status, item = http("POST", f"{url}/items", {"name": f"smoke-{int(time.time())}"})
+    if status not in (200, 201):
+        raise SystemExit(f"smoke: writing an item answered {status}: {item}")
+    print(f"[lab] smoke: healthz 200 from cells {sorted(c for c in cells if c)}; wrote item {item}")
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    hosts = fleet_hosts(args.cells)
+    key = ensure_key()
+    pubkey = (key.with_suffix(".pub")).read_text().strip()
+    with Phase(f"create {len(hosts)} hosts ({args.cells} cells + the ELB stand-in) on network {NETWORK}"):
+        ensure_network()
+        created = [h for h in hosts if create_host(h, pubkey)]
+        print(f"[lab]   new: {', '.join(h.name for h in created) or 'none (all existed)'}")
+    with Phase("bootstrap the operator account and wait for sshd"):
+        for h in created:
+            bootstrap_host(h.name, pubkey)
+        wait_for_ssh(hosts, key)
+    if args.no_converge:
+        return
+    with Phase("converge with playbooks/site.yml"):
+        recap = converge(args.ansible_args)
+    changed = sum(stats["changed"] for stats in recap.values())
+    print(f"[lab] converge: {len(recap)} hosts, changed={changed}")
+    with Phase("smoke check through the ELB stand-in"):
+        smoke(f"http://127.0.0.1:{ELB_PORT}")
+    print(f"[lab] the fleet is up: try  curl http://127.0.0.1:{ELB_PORT}/healthz")
+
+
+def cmd_down(_: argparse.Namespace) -> None:
+    with Phase("remove the lab's containers, network and volumes"):
+        names = [c["Names"] for c in lab_containers()]
+        if names:
+            docker("rm", "-f", "-v", *names)
+        if docker("network", "inspect", NETWORK, check=False).returncode == 0:
+            docker("network", "rm", NETWORK)
+        volumes = docker("volume", "ls", "-q", "--filter", f"label={LABEL}").stdout.split()
+        if volumes:
+            docker("volume", "rm", *volumes)
+        (LAB_DIR / "known_hosts").unlink(missing_ok=True)
+        print(f"[lab]   removed {len(names)} containers")
+
+
+def cmd_status(_: argparse.Namespace) -> None:
+    containers = lab_containers()
+    if not containers:
+        print("[lab] no lab containers (bin/fleet lab up)")
+        return
+    for c in sorted(containers, key=lambda c: c["Names"]):
+        labels = dict(kv.split("=", 1) for kv in c["Labels"].split(",") if "=" in kv)
+        role, cell = labels.get("fleet.role", ""), labels.get("fleet.cell", "-")
+        print(f"{c['Names']:<10} {role:<4} cell={cell:<2} {c['Status']}")
+    status, body = http("GET", f"http://127.0.0.1:{ELB_PORT}/healthz") if containers else (0, "")
+    print(f"[lab] ELB stand-in http://127.0.0.1:{ELB_PORT}/healthz -> {status} {body}")
+
+
+def cmd_ssh(args: argparse.Namespace) -> None:
+    key = LAB_DIR / "id_ed25519"
+    ip = container_ip(args.host)
+    os.execvp("ssh", [*ssh_command(ip, key), *args.command])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bin/fleet lab", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="create and converge the lab, then smoke-test it")
+    up.add_argument("--cells", type=int, default=2, help="number of cells (default 2)")
+    up.add_argument("--no-converge", action="store_true", help="only create the hosts")
+    up.add_argument("ansible_args", nargs=argparse.REMAINDER, help="passed to ansible-playbook after --")
+    sub.add_parser("down", help="remove everything the lab made")
+    sub.add_parser("status", help="show the lab's hosts")
+    ssh = sub.add_parser("ssh", help="SSH into a lab host")
+    ssh.add_argument("host")
+    ssh.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if getattr(args, "ansible_args", None) and args.ansible_args[0] == "--":
+        args.ansible_args = args.ansible_args[1:]
+    {"up": cmd_up, "down": cmd_down, "status": cmd_status, "ssh": cmd_ssh}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except subprocess.CalledProcessError as err:
+        sys.exit(f"[lab] command failed: {' '.join(err.cmd)}\n{err.stderr or ''}")

@@ -1,0 +1,17 @@
+"""Reads the PLAY RECAP of ansible-playbook's default output."""
+
+from __future__ import annotations
+
+import re
+
+RECAP = re.compile(
+    r"^(?P<host>\S+)\s+: ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+"
+    r"unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)",
+    re.M,
+)
+FIELDS = ("ok", "changed", "unreachable", "failed")
+
+
+def parse_recap(output: str) -> dict[str, dict[str, int]]:
+    """host -> {ok, changed, unreachable, failed} from every recap line in ``output``."""
+    return {m["host"]: {k: int(m[k]) for k in FIELDS} for m in RECAP.finditer(output)}
