@@ -247,6 +247,20 @@ def db_primary(groups: Mapping) -> str:
     return topo.primary[0]
 
 
+def server_list(hosts: Iterable[str], hostvars: Mapping, port: int) -> list[dict[str, object]]:
+    """[{name, address, port}] for ``hosts``: what an LB or a proxy needs of its backends.
+
+    The address is the host's ``ansible_host`` (its private IP in AWS and in the
+    lab), or its name when the inventory gives none.
+    """
+    servers = []
+    for host in hosts:
+        if host not in hostvars:
+            raise AnsibleFilterError(f"fleet_server_list: {host} is not in the inventory")
+        servers.append({"name": host, "address": hostvars[host].get("ansible_host", host), "port": port})
+    return servers
+
+
 class FilterModule:
     """fleet's cell-wiring filters."""
 
@@ -258,4 +272,5 @@ class FilterModule:
             "fleet_lb_backends": lb_backends,
             "fleet_app_replica": app_replica,
             "fleet_db_primary": db_primary,
+            "fleet_server_list": server_list,
         }

@@ -20,6 +20,7 @@ from filter_plugins.fleet_cells import (
     cell_of,
     db_primary,
     lb_backends,
+    server_list,
     web_upstream,
 )
 
@@ -223,6 +224,7 @@ def test_filters_are_registered():
         "fleet_lb_backends": lb_backends,
         "fleet_app_replica": app_replica,
         "fleet_db_primary": db_primary,
+        "fleet_server_list": server_list,
     }
 
 
@@ -486,3 +488,16 @@ def test_bad_topology_fails_in_ansible_naming_the_host(tmp_path):
     result = _result(proc, "web1")
     assert result["failed"] is True
     assert "web5 is in group web but in no cell group" in result["msg"]
+
+
+def test_server_list_takes_addresses_from_the_inventory():
+    hostvars = {"app1": {"ansible_host": "10.0.1.11"}, "app2": {}}
+    assert server_list(["app1", "app2"], hostvars, 8000) == [
+        {"name": "app1", "address": "10.0.1.11", "port": 8000},
+        {"name": "app2", "address": "app2", "port": 8000},
+    ]
+
+
+def test_server_list_refuses_a_host_not_in_the_inventory():
+    with pytest.raises(AnsibleFilterError, match="app9 is not in the inventory"):
+        server_list(["app9"], {}, 8000)
