@@ -1,0 +1,333 @@
+"""Real state of the PostgreSQL tier: a primary, two streaming replicas, an app host.
+
+Every test runs once (no ``host`` fixture): the nodes are reached by name with
+``docker exec``, which is what molecule's docker driver created them with.
+Measured delays and run times go to $FLEET_MEASUREMENTS (default
+/tmp/fleet-postgresql-measurements.json) for the closing note of issue 3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+SCENARIO = Path(__file__).resolve().parents[1]
+PRIMARY = "db-primary"
+REPLICAS = ("db-replica1", "db-replica2")
+APP = "db-app1"
+DATA_DIR = "/var/lib/postgresql/15/main"
+SECRETS = yaml.safe_load((SCENARIO / "vars" / "vault.yml").read_text())
+MEASUREMENTS = Path(os.environ.get("FLEET_MEASUREMENTS", "/tmp/fleet-postgresql-measurements.json"))
+
+
+def record(key: str, value: object) -> None:
+    data = json.loads(MEASUREMENTS.read_text()) if MEASUREMENTS.exists() else {}
+    data[key] = value
+    MEASUREMENTS.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+def sh(node: str, script: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    flags = [arg for k, v in (env or {}).items() for arg in ("-e", f"{k}={v}")]
+    return subprocess.run(
+        ["docker", "exec", *flags, node, "bash", "-c", script], capture_output=True, text=True, check=False
+    )
+
+
+def sql(node: str, query: str, db: str = "app") -> str:
+    """Run ``query`` as the postgres superuser on ``node``'s local socket; return its rows."""
+    proc = sh(node, f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -d {db} -c {quote(query)}")
+    assert proc.returncode == 0, f"{node}: {query}\n{proc.stderr}"
+    return proc.stdout.strip()
+
+
+def quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def address(node: str) -> str:
+    return sh(node, "hostname -I").stdout.split()[0]
+
+
+def app_psql(node: str, user: str, query: str, target: str = PRIMARY) -> subprocess.CompletedProcess[str]:
+    """Connect over TCP from ``node`` to ``target``'s app database as ``user``, with its password."""
+    password = SECRETS[f"vault_postgresql_{user}_password"]
+    script = (
+        f"psql -XAtq -v ON_ERROR_STOP=1 'host={address(target)} port=5432 dbname=app user={user} "
+        f"connect_timeout=5' -c {quote(query)}"
+    )
+    return sh(node, script, env={"PGPASSWORD": password})
+
+
+def converge(extra_vars: dict | None = None) -> tuple[subprocess.CompletedProcess[str], float]:
+    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / "converge.yml")]
+    if extra_vars:
+        cmd += ["-e", json.dumps(extra_vars)]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, env=dict(os.environ, ANSIBLE_NOCOLOR="1"), capture_output=True, text=True, check=False)
+    return proc, time.monotonic() - started
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05) -> float | None:
+    """Seconds until ``predicate()`` is true, or None after ``timeout``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(interval)
+    return None
+
+
+@pytest.fixture(scope="module")
+def table():
+    """A table owned by the app's write user, created from the app host."""
+    proc = app_psql(APP, "app_rw", "CREATE TABLE IF NOT EXISTS fleet_test (id bigint PRIMARY KEY, note text)")
+    assert proc.returncode == 0, proc.stderr
+    return "fleet_test"
+
+
+# Check mode first: later tests converge with other settings.
+def test_check_mode_reports_no_change_on_converged_cluster(check_mode_stats):
+    recap, output = check_mode_stats
+    assert set(recap) == {PRIMARY, *REPLICAS, APP}, output
+    for name, stats in recap.items():
+        counts = {key: stats[key] for key in ("changed", "unreachable", "failed")}
+        assert counts == {"changed": 0, "unreachable": 0, "failed": 0}, f"{name} drifts after converge:\n{output}"
+
+
+def test_primary_listens_on_its_private_address_only():
+    listening = sh(PRIMARY, "ss -Hltn 'sport = :5432'").stdout
+    bound = sorted(line.split()[3] for line in listening.splitlines())
+    assert bound == sorted([f"{address(PRIMARY)}:5432", "127.0.0.1:5432", "[::1]:5432"]) or bound == sorted(
+        [f"{address(PRIMARY)}:5432", "127.0.0.1:5432"]
+    ), bound
+    assert sql(PRIMARY, "SHOW password_encryption") == "scram-sha-256"
+    assert sql(PRIMARY, "SELECT pg_is_in_recovery()") == "f"
+
+
+def test_settings_are_sized_for_the_memory_given():
+    # converge.yml sizes each cluster for 1 GB: a quarter and three quarters of it.
+    for node in (PRIMARY, *REPLICAS):
+        assert sql(node, "SHOW shared_buffers") == "256MB"
+        assert sql(node, "SHOW effective_cache_size") == "768MB"
+        assert sql(node, "SELECT count(*) FROM pg_settings WHERE pending_restart") == "0"
+        assert sql(node, "SELECT count(*) FROM pg_file_settings WHERE error IS NOT NULL") == "0"
+        assert sql(node, "SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL") == "0"
+
+
+def test_both_replicas_stream_through_their_own_active_slot():
+    rows = sql(
+        PRIMARY,
+        "SELECT r.application_name, r.state, s.slot_name, s.active"
+        " FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid"
+        " ORDER BY 1",
+    ).splitlines()
+    assert rows == ["db_replica1|streaming|db_replica1|t", "db_replica2|streaming|db_replica2|t"]
+    for node in REPLICAS:
+        assert sql(node, "SELECT pg_is_in_recovery()") == "t"
+        assert sql(node, "SELECT status, slot_name FROM pg_stat_wal_receiver") == f"streaming|{node.replace('-', '_')}"
+        assert sh(node, f"test -f {DATA_DIR}/standby.signal").returncode == 0
+
+
+def test_row_written_on_primary_is_read_on_both_replicas_within_5s(table):
+    marker = f"delay-{time.time_ns()}"
+    sql(PRIMARY, f"INSERT INTO {table} VALUES ({time.time_ns() // 1000}, '{marker}')")
+    delays = {}
+    for node in REPLICAS:
+        delays[node] = wait_for(
+            lambda n=node: sql(n, f"SELECT count(*) FROM {table} WHERE note = '{marker}'") == "1", 5
+        )
+    record("replication_delay_s", delays)
+    # The server's own measurement (NULL once the replica has been idle for a while).
+    lag = sql(PRIMARY, "SELECT application_name || ' ' || coalesce(replay_lag::text, 'idle') FROM pg_stat_replication")
+    record("replay_lag", lag.splitlines())
+    assert all(delay is not None for delay in delays.values()), delays
+
+
+def test_write_on_a_replica_fails(table):
+    for node in REPLICAS:
+        proc = sh(node, f"runuser -u postgres -- psql -XAtq -d app -c \"INSERT INTO {table} VALUES (-1, 'no')\"")
+        assert proc.returncode != 0
+        assert "read-only transaction" in proc.stderr
+
+
+def test_app_host_connects_to_primary_and_its_replica(table):
+    assert app_psql(APP, "app_rw", "SELECT 1").stdout.strip() == "1"
+    assert app_psql(APP, "app_ro", f"SELECT count(*) >= 0 FROM {table}", target="db-replica1").stdout.strip() == "t"
+
+
+def test_host_outside_the_app_group_is_rejected_by_pg_hba():
+    # db-replica2 is a database host, not an app host: the right password is not enough.
+    proc = app_psql("db-replica2", "app_rw", "SELECT 1")
+    assert proc.returncode != 0
+    assert "no pg_hba.conf entry" in proc.stderr
+    assert f'host "{address("db-replica2")}"' in proc.stderr
+
+
+def test_read_only_user_cannot_write(table):
+    assert app_psql(APP, "app_ro", f"SELECT count(*) >= 0 FROM {table}").stdout.strip() == "t"
+    for statement in (
+        f"INSERT INTO {table} VALUES (-2, 'no')",
+        f"DELETE FROM {table}",
+        "CREATE TABLE fleet_ro_attempt (id int)",
+    ):
+        proc = app_psql(APP, "app_ro", statement)
+        assert proc.returncode != 0, statement
+        assert "permission denied" in proc.stderr, proc.stderr
+
+
+# --- Re-converge with a reload-only change while an app writes -----------------
+
+WRITER = r"""
+i=0
+while [ ! -e /tmp/fleet-writer-stop ]; do
+  i=$((i+1))
+  if psql -XAtq -v ON_ERROR_STOP=1 "host=$PRIMARY port=5432 dbname=app user=app_rw connect_timeout=5" \
+       -c "INSERT INTO fleet_writes VALUES ($i)" >/dev/null 2>>/tmp/fleet-writer.err; then
+    echo "$i"
+  fi
+done
+"""
+
+
+def replica_identity(node: str) -> dict[str, str]:
+    """What a re-clone would change: system identifier, inode of PG_VERSION, our marker file."""
+    controldata = sh(node, f"LC_ALL=C /usr/lib/postgresql/15/bin/pg_controldata -D {DATA_DIR}").stdout
+    return {
+        "system_identifier": re.search(r"Database system identifier:\s+(\d+)", controldata)[1],
+        "pg_version_inode": sh(node, f"stat -c %i {DATA_DIR}/PG_VERSION").stdout.strip(),
+        "marker": sh(node, f"cat {DATA_DIR}/fleet-test-marker").stdout.strip(),
+        "started": sql(node, "SELECT pg_postmaster_start_time()"),
+    }
+
+
+@pytest.fixture(scope="module")
+def reconverge_under_load():
+    """Converge again with a reload-only change while db-app1 inserts rows continuously."""
+    assert app_psql(APP, "app_rw", "CREATE TABLE IF NOT EXISTS fleet_writes (id bigint PRIMARY KEY)").returncode == 0
+    for node in REPLICAS:
+        sh(node, f"echo {node}-not-recloned > {DATA_DIR}/fleet-test-marker")
+    before = {node: replica_identity(node) for node in (PRIMARY, *REPLICAS)}
+    sh(APP, "rm -f /tmp/fleet-writer-stop /tmp/fleet-writer.err")
+    writer = subprocess.Popen(
+        [
+            "docker",
+            "exec",
+            "-e",
+            f"PGPASSWORD={SECRETS['vault_postgresql_app_rw_password']}",
+            "-e",
+            f"PRIMARY={address(PRIMARY)}",
+            APP,
+            "bash",
+            "-c",
+            WRITER,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(2)
+        proc, seconds = converge({"postgresql_settings": {"log_min_duration_statement": 250}})
+        time.sleep(2)
+    finally:
+        sh(APP, "touch /tmp/fleet-writer-stop")
+        acknowledged = [int(line) for line in writer.communicate(timeout=60)[0].split()]
+    after = {node: replica_identity(node) for node in (PRIMARY, *REPLICAS)}
+    record("reload_converge_under_load_s", round(seconds, 1))
+    yield {
+        "proc": proc,
+        "acknowledged": acknowledged,
+        "errors": sh(APP, "cat /tmp/fleet-writer.err").stdout,
+        "before": before,
+        "after": after,
+    }
+    # Back to the settings of converge.yml, so the cluster is as molecule left it.
+    restore, _ = converge()
+    assert restore.returncode == 0, restore.stdout[-3000:]
+
+
+def test_reconverge_with_reload_only_change_succeeds(reconverge_under_load):
+    proc = reconverge_under_load["proc"]
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "RUNNING HANDLER [postgresql : Reload postgresql]" in proc.stdout
+    for node in (PRIMARY, *REPLICAS):
+        assert sql(node, "SHOW log_min_duration_statement") == "250ms"
+
+
+def test_reload_only_change_restarts_nothing(reconverge_under_load):
+    before, after = reconverge_under_load["before"], reconverge_under_load["after"]
+    for node in (PRIMARY, *REPLICAS):
+        assert after[node]["started"] == before[node]["started"], node
+
+
+def test_reconverge_does_not_reclone_a_healthy_replica(reconverge_under_load):
+    before, after = reconverge_under_load["before"], reconverge_under_load["after"]
+    for node in REPLICAS:
+        assert after[node] == before[node], node
+        assert after[node]["marker"] == f"{node}-not-recloned"
+        assert after[node]["system_identifier"] == before[PRIMARY]["system_identifier"]
+    # The clone task ran but was skipped on every replica.
+    section = reconverge_under_load["proc"].stdout.split("replica | Copy the primary with pg_basebackup]")[1]
+    section = section.split("TASK [")[0]
+    assert "changed:" not in section, section
+    for node in REPLICAS:
+        assert f"skipping: [{node}]" in section, section
+
+
+def test_no_acknowledged_row_is_lost(reconverge_under_load):
+    acknowledged = set(reconverge_under_load["acknowledged"])
+    record("writer_rows_acknowledged", len(acknowledged))
+    assert len(acknowledged) > 50, reconverge_under_load["errors"]
+    top = max(acknowledged)
+    for node in (PRIMARY, *REPLICAS):
+        caught_up = wait_for(lambda n=node: sql(n, f"SELECT count(*) FROM fleet_writes WHERE id = {top}") == "1", 10)
+        assert caught_up is not None, f"{node} never saw row {top}"
+        present = {int(row) for row in sql(node, "SELECT id FROM fleet_writes").split()}
+        missing = acknowledged - present
+        assert not missing, f"{node} lost {len(missing)} acknowledged rows: {sorted(missing)[:20]}"
+    assert reconverge_under_load["errors"] == "", reconverge_under_load["errors"]
+
+
+# --- A replica that was promoted holds data: fleet never wipes it ---------------
+
+
+@pytest.fixture(scope="module")
+def promoted_replica(reconverge_under_load):
+    """db-replica2 promoted by hand (as in a failover), then a converge that must refuse to clone it."""
+    node = "db-replica2"
+    sql(node, "SELECT pg_promote(wait => true)")
+    before = replica_identity(node)
+    proc, _ = converge()
+    after = replica_identity(node)
+    yield {"proc": proc, "before": before, "after": after, "databases": sql(node, "SELECT datname FROM pg_database")}
+    # Give cell b its replica back: a fresh, empty cluster in place of the promoted one
+    # is what the role does clone (the promoted data stays aside in main.promoted).
+    reset = sh(
+        node,
+        f"systemctl stop postgresql@15-main && mv {DATA_DIR} {DATA_DIR}.promoted"
+        f" && runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb -D {DATA_DIR} >/dev/null"
+        " && systemctl start postgresql@15-main",
+    )
+    assert reset.returncode == 0, reset.stderr
+    restore, _ = converge()
+    assert restore.returncode == 0, restore.stdout[-4000:]
+    assert sql(node, "SELECT status FROM pg_stat_wal_receiver") == "streaming"
+
+
+def test_promoted_replica_with_data_is_not_wiped(promoted_replica):
+    proc = promoted_replica["proc"]
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    refusal = "db-replica2 is in postgresql_replica_hosts but runs a cluster that is not a standby"
+    assert refusal in output, output[-4000:]
+    before, after = promoted_replica["before"], promoted_replica["after"]
+    assert after == before
+    assert after["marker"] == "db-replica2-not-recloned"
+    assert "app" in promoted_replica["databases"].split()
+    assert sh("db-replica2", f"test -e {DATA_DIR}/standby.signal").returncode != 0
