@@ -222,6 +222,7 @@ def converge(extra: list[str]) -> dict[str, dict[str, int]]:
         text = []
         for line in proc.stdout:
             out.write(line)
+            out.flush()
             text.append(line)
             if line.startswith(("PLAY [", "TASK [", "fatal:", "failed:")) or "unreachable" in line.lower():
                 print("      " + line.rstrip()[:150], flush=True)
@@ -289,6 +290,8 @@ def cmd_up(args: argparse.Namespace) -> None:
         wait_for_ssh(hosts, key)
     if args.no_converge:
         return
+    with Phase("build the app release on the controller (hosts never reach PyPI)"):
+        sh(str(ROOT / "scripts" / "build-release.sh"), capture=False, stdout=subprocess.DEVNULL)
     with Phase("converge with playbooks/site.yml"):
         recap = converge(args.ansible_args)
     changed = sum(stats["changed"] for stats in recap.values())

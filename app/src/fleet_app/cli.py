@@ -1,0 +1,35 @@
+"""fleet-app migrate | check | version."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__
+from .app import create_app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fleet-app", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="create the schema on the write database if it is missing")
+    sub.add_parser("check", help="check both database connections, print the health report")
+    sub.add_parser("version", help="print the installed version")
+    args = parser.parse_args(argv)
+
+    if args.command == "version":
+        print(__version__)
+        return 0
+    app = create_app()
+    if args.command == "migrate":
+        app.store.migrate()
+        print(f"schema ready on {app.store.write.host}")
+        return 0
+    status, body = app.healthz({})
+    print(json.dumps(body, indent=2, sort_keys=True))
+    return 0 if status == 200 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

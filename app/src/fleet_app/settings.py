@@ -1,0 +1,46 @@
+"""Settings from the environment (the role writes them to /etc/fleet-app/app.env)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class SettingsError(RuntimeError):
+    """A required variable is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    write_dsn: str
+    read_dsn: str
+    cell: str
+    host: str
+    write_password: str | None = None
+    read_password: str | None = None
+    connect_timeout: int = 3
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        missing = [name for name in ("APP_DB_WRITE_DSN", "APP_DB_READ_DSN", "APP_CELL") if not env.get(name)]
+        if missing:
+            raise SettingsError(f"fleet-app needs the environment variables {', '.join(missing)}")
+        raw_timeout = env.get("APP_DB_CONNECT_TIMEOUT", "3")
+        try:
+            timeout = int(raw_timeout)
+        except ValueError:
+            raise SettingsError(f"APP_DB_CONNECT_TIMEOUT={raw_timeout!r} is not a number of seconds") from None
+        if timeout < 1:
+            raise SettingsError(f"APP_DB_CONNECT_TIMEOUT={timeout} must be at least 1")
+        return cls(
+            write_dsn=env["APP_DB_WRITE_DSN"],
+            read_dsn=env["APP_DB_READ_DSN"],
+            cell=env["APP_CELL"],
+            host=env.get("APP_HOST") or socket.gethostname(),
+            write_password=env.get("APP_DB_WRITE_PASSWORD") or None,
+            read_password=env.get("APP_DB_READ_PASSWORD") or None,
+            connect_timeout=timeout,
+        )
