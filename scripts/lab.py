@@ -31,7 +31,7 @@ from scripts.recap import parse_recap
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB_DIR = Path(os.environ.get("FLEET_LAB_DIR", ROOT / ".cache" / "lab"))
-IMAGE = os.environ.get("FLEET_IMAGE", "fleet/debian12-systemd:latest")
+IMAGE = os.environ.get("FLEET_LAB_IMAGE", "fleet/debian12-lab:latest")
 NETWORK = "fleet-lab"
 LABEL = "fleet.lab=1"
 # The ELB stand-in's HTTP port, published on 127.0.0.1 only.

@@ -9,6 +9,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 image_repo=${FLEET_IMAGE_REPO:-fleet/debian12-systemd}
+lab_repo=${FLEET_LAB_IMAGE_REPO:-fleet/debian12-lab}
 mirror=${FLEET_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 cache_dir=${FLEET_CACHE_DIR:-$HOME/.cache/fleet}
 # Packages baked into the image: what systemd, sshd and Ansible need before any
@@ -70,12 +71,32 @@ build_image() {
   docker build -q --build-arg FLEET_ROOTFS_IMAGE="$rootfs_tag" -t "$image_repo:$tag" -t "$image_repo:latest" "$here/testbed" >/dev/null
 }
 
+build_lab_image() {
+  # The lab image sits on top of the test-bed image; its tag hashes both.
+  local base_id tag
+  base_id=$(docker image inspect -f '{{.Id}}' "$image_repo:latest")
+  tag=$({ echo "$base_id"; cat "$here"/testbed/lab/*; } | sha256sum | cut -c1-12)
+  if docker image inspect "$lab_repo:$tag" >/dev/null 2>&1; then
+    docker tag "$lab_repo:$tag" "$lab_repo:latest"
+    log "image $lab_repo:$tag is cached"
+    return
+  fi
+  log "building $lab_repo:$tag (the fleet's packages, about 2 minutes)"
+  docker build -q --build-arg FLEET_BASE_IMAGE="$image_repo:latest" -t "$lab_repo:$tag" -t "$lab_repo:latest" \
+    "$here/testbed/lab" >/dev/null
+}
+
 main() {
   mkdir -p "$cache_dir"
   ensure_packages
   ensure_dockerd
   build_image
-  printf '%s:latest\n' "$image_repo"
+  if [ "${1:-}" = --lab ]; then
+    build_lab_image
+    printf '%s:latest\n' "$lab_repo"
+  else
+    printf '%s:latest\n' "$image_repo"
+  fi
 }
 
 main "$@"

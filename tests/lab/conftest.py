@@ -38,9 +38,20 @@ def groups(lab_inventory) -> dict[str, list[str]]:
     return {name: sorted(body.get("hosts", [])) for name, body in lab_inventory.items() if isinstance(body, dict)}
 
 
+def _plain(value: object) -> object:
+    """ansible-inventory marks values from the Docker engine as unsafe: {"__ansible_unsafe": "..."}."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 @pytest.fixture(scope="session")
 def hostvars(lab_inventory) -> dict[str, dict]:
-    return lab_inventory["_meta"]["hostvars"]
+    return _plain(lab_inventory["_meta"]["hostvars"])
 
 
 @pytest.fixture(scope="session")

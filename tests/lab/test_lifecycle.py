@@ -1,0 +1,49 @@
+"""The lab's own commands: `up` on a running lab is safe and changes nothing."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, ansible_env
+
+pytestmark = pytest.mark.lab
+
+
+def lab(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.lab", *args],
+        cwd=ROOT,
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_up_on_a_running_lab_converges_with_no_change():
+    proc = lab("up")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "new: none (all existed)" in proc.stdout
+    summary = re.search(r"converge: (\d+) hosts, changed=(\d+)", proc.stdout)
+    assert summary, proc.stdout
+    assert int(summary[1]) == 14, proc.stdout  # 13 fleet hosts + the ELB stand-in
+    assert int(summary[2]) == 0, (ROOT / ".cache" / "lab" / "converge.log").read_text()[-6000:]
+
+
+def test_status_lists_every_host():
+    proc = lab("status")
+    assert proc.returncode == 0, proc.stderr
+    names = {line.split()[0] for line in proc.stdout.splitlines() if line and not line.startswith("[lab]")}
+    assert names == {f"web{i}" for i in range(1, 5)} | {"lb1", "lb2", "elb", "primary", "replica1", "replica2"} | {
+        f"app{i}" for i in range(1, 5)
+    }
+
+
+def test_ssh_reaches_a_host_as_the_operator():
+    proc = lab("ssh", "web1", "id", "-un")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "fleet"
