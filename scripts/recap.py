@@ -15,3 +15,9 @@ FIELDS = ("ok", "changed", "unreachable", "failed")
 def parse_recap(output: str) -> dict[str, dict[str, int]]:
     """host -> {ok, changed, unreachable, failed} from every recap line in ``output``."""
     return {m["host"]: {k: int(m[k]) for k in FIELDS} for m in RECAP.finditer(output)}
+
+
+def hosts_with_drift(recap: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """The hosts of ``recap`` that changed, failed or were unreachable: after a
+    converge, a check run must leave this empty."""
+    return {host: stats for host, stats in recap.items() if any(stats[k] for k in ("changed", "unreachable", "failed"))}

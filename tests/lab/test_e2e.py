@@ -61,6 +61,18 @@ def test_requests_through_the_elb_reach_both_cells_and_the_database():
     assert body["checks"]["read"]["in_recovery"] is True
 
 
+@pytest.mark.parametrize(("web", "apps"), [("web1", {"app1", "app2"}), ("web4", {"app3", "app4"})])
+def test_a_web_server_reaches_both_app_servers_of_its_cell_in_turn(hostvars, web, apps):
+    served = []
+    for _ in range(6):
+        status, body = http("GET", f"{web_url(hostvars, web)}/healthz")
+        assert status == 200, body
+        served.append(body["host"])
+    # Round robin over exactly the cell's app servers: each answers about half.
+    assert set(served) == apps, served
+    assert min(served.count(app) for app in apps) >= 2, served
+
+
 def test_item_written_through_cell_a_is_read_back_through_cell_b(hostvars):
     name = f"e2e-{uuid.uuid4().hex[:10]}"
     status, created = http("POST", f"{web_url(hostvars, 'web1')}/items", {"name": name})
