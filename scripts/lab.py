@@ -31,6 +31,9 @@ from scripts.recap import parse_recap
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB_DIR = Path(os.environ.get("FLEET_LAB_DIR", ROOT / ".cache" / "lab"))
+# ansible.cfg's fact cache: a host the lab (re)creates must not inherit the facts
+# (addresses above all) of the container that had its name before.
+FACT_CACHE = Path(os.environ.get("ANSIBLE_CACHE_PLUGIN_CONNECTION", "~/.cache/fleet/facts")).expanduser()
 IMAGE = os.environ.get("FLEET_LAB_IMAGE", "fleet/debian12-lab:latest")
 NETWORK = "fleet-lab"
 LABEL = "fleet.lab=1"
@@ -135,6 +138,14 @@ def ensure_key() -> Path:
     if not key.exists():
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fleet-lab", "-f", str(key))
     return key
+
+
+def forget_facts(names: list[str]) -> None:
+    # The jsonfile cache names a file <prefix><host>; ansible-core 2.19 uses the prefix "s1_".
+    for name in names:
+        for cached in FACT_CACHE.glob(f"*{name}"):
+            if cached.name == name or cached.name.endswith(f"_{name}"):
+                cached.unlink(missing_ok=True)
 
 
 def ensure_network() -> None:
@@ -283,6 +294,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     with Phase(f"create {len(hosts)} hosts ({args.cells} cells + the ELB stand-in) on network {NETWORK}"):
         ensure_network()
         created = [h for h in hosts if create_host(h, pubkey)]
+        forget_facts([h.name for h in created])
         print(f"[lab]   new: {', '.join(h.name for h in created) or 'none (all existed)'}")
     with Phase("bootstrap the operator account and wait for sshd"):
         for h in created:
@@ -306,6 +318,7 @@ def cmd_down(_: argparse.Namespace) -> None:
         names = [c["Names"] for c in lab_containers()]
         if names:
             docker("rm", "-f", "-v", *names)
+            forget_facts(names)
         if docker("network", "inspect", NETWORK, check=False).returncode == 0:
             docker("network", "rm", NETWORK)
         volumes = docker("volume", "ls", "-q", "--filter", f"label={LABEL}").stdout.split()

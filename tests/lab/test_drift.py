@@ -1,0 +1,87 @@
+"""Drift: a converged fleet reports none; hand-made drift is reported exactly and corrected
+while the app keeps serving."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, ansible_env
+from tests.lab.conftest import ELB, http
+
+pytestmark = pytest.mark.lab
+
+# host -> (what the operator breaks by hand, the role that must report it)
+DRIFT = {
+    "lb1": ("echo '# hand edit' >> /etc/haproxy/haproxy.cfg", "haproxy"),
+    "web3": ("systemctl stop nginx", "nginx"),
+    "replica2": (
+        "sed -i \"s/^work_mem = .*/work_mem = '64MB'/\" /etc/postgresql/15/main/conf.d/50-fleet.conf",
+        "postgresql",
+    ),
+    "app4": ("rm /etc/fleet-app/app.env", "app"),
+    "web1": ("echo 'intruder ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/intruder", "base"),
+}
+
+
+def drift(tmp_path: Path, *args: str) -> tuple[int, dict, str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "scripts.drift", "--reports", str(tmp_path), *args],
+        cwd=ROOT,
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    report = json.loads((tmp_path / "latest" / "drift.json").read_text())
+    return proc.returncode, report, proc.stdout + proc.stderr
+
+
+def test_drift_is_reported_exactly_and_corrected_while_serving(tmp_path):
+    rc, report, out = drift(tmp_path)
+    assert rc == 0, out
+    assert report["hosts_with_drift"] == []
+    assert report["hosts_checked"] == 14
+
+    for host, (command, _) in DRIFT.items():
+        subprocess.run(["docker", "exec", host, "sh", "-c", command], check=True, capture_output=True)
+
+    rc, report, out = drift(tmp_path)
+    assert rc == 2, out
+    assert report["hosts_with_drift"] == sorted(DRIFT)
+    assert report["hosts_failed"] == report["hosts_unreachable"] == []
+    for host, (_, role) in DRIFT.items():
+        roles = {change["role"] for change in report["hosts"][host]["changes"]}
+        assert role in roles, (host, report["hosts"][host]["changes"])
+    markdown = (tmp_path / "latest" / "drift.md").read_text()
+    assert "intruder" in markdown
+    assert "hand edit" in markdown
+
+    # Correct while a client keeps using the fleet through the ELB stand-in.
+    failures, served, stop = [], [0], threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            status, body = http("GET", f"{ELB}/healthz", timeout=5)
+            served[0] += 1
+            if status != 200:
+                failures.append((status, body))
+            time.sleep(0.1)
+
+    worker = threading.Thread(target=client)
+    worker.start()
+    try:
+        rc, report, out = drift(tmp_path, "--correct")
+    finally:
+        stop.set()
+        worker.join()
+    assert rc == 0, out
+    assert report["hosts_with_drift"] == []
+    assert served[0] > 50
+    assert failures == [], f"{len(failures)} of {served[0]} requests failed: {failures[:3]}"
