@@ -25,6 +25,17 @@ def run(cmd: list[str], cwd: Path = ROOT, **env: str) -> subprocess.CompletedPro
     return subprocess.run(cmd, cwd=cwd, env=ansible_env(**env), capture_output=True, text=True, check=False)
 
 
+def plain(value: object) -> object:
+    """ansible-inventory marks some values unsafe, as {"__ansible_unsafe": "..."}: unwrap them."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
 @pytest.fixture
 def root() -> Path:
     return ROOT

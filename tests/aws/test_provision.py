@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.aws.conftest import OPERATOR_CIDR, aws_run, client, playbook, reset_moto
-from tests.conftest import ROOT
+from tests.conftest import ROOT, plain
 
 pytestmark = pytest.mark.aws
 
@@ -76,21 +76,10 @@ def ingress(url: str) -> dict[str, set[tuple[int, int, str]]]:
     return rules
 
 
-def _plain(value):
-    """ansible-inventory marks composed values unsafe ({"__ansible_unsafe": ...}); unwrap them."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return value["__ansible_unsafe"]
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def inventory(url: str, inv: Path) -> dict:
     proc = aws_run(["ansible-inventory", "-i", str(inv), "--list", "--flush-cache"], url)
     assert proc.returncode == 0, proc.stderr
-    return _plain(json.loads(proc.stdout))
+    return plain(json.loads(proc.stdout))
 
 
 def groups_of(listing: dict) -> dict[str, list[str]]:

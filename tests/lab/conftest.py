@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import testinfra
 
-from tests.conftest import ROOT, run
+from tests.conftest import ROOT, plain, run
 
 ELB = f"http://127.0.0.1:{os.environ.get('FLEET_LAB_ELB_PORT', '8088')}"
 INVENTORY = ROOT / "inventories" / "lab"
@@ -38,20 +38,9 @@ def groups(lab_inventory) -> dict[str, list[str]]:
     return {name: sorted(body.get("hosts", [])) for name, body in lab_inventory.items() if isinstance(body, dict)}
 
 
-def _plain(value: object) -> object:
-    """ansible-inventory marks values from the Docker engine as unsafe: {"__ansible_unsafe": "..."}."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return value["__ansible_unsafe"]
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 @pytest.fixture(scope="session")
 def hostvars(lab_inventory) -> dict[str, dict]:
-    return _plain(lab_inventory["_meta"]["hostvars"])
+    return plain(lab_inventory["_meta"]["hostvars"])
 
 
 @pytest.fixture(scope="session")
