@@ -208,34 +208,29 @@ def cell_map(groups: Mapping) -> dict[str, dict[str, list[str]]]:
     return {cell: {key: list(hosts) for key, hosts in entry.items()} for cell, entry in topo.cells.items()}
 
 
+def _cell_peers(host: str, groups: Mapping, tier: str, peer: str, peer_group: str, purpose: str) -> list[str]:
+    """The ``peer`` hosts of the cell of ``host`` (which must be in ``tier``); fails when there are none."""
+    topo = _load(groups)
+    cell = _host_in(topo, host, tier)
+    peers = topo.cells[cell][peer]
+    if not peers:
+        raise _fail([f"{host} in {cell} has no {purpose}: no host of group {peer_group} is in {cell}"])
+    return list(peers)
+
+
 def web_upstream(host: str, groups: Mapping) -> str:
     """The LB web server ``host`` proxies to: its cell's LB."""
-    topo = _load(groups)
-    cell = _host_in(topo, host, WEB)
-    lbs = topo.cells[cell]["lb"]
-    if not lbs:
-        raise _fail([f"{host} in {cell} has no LB to proxy to: no host of group {LB} is in {cell}"])
-    return lbs[0]
+    return _cell_peers(host, groups, WEB, "lb", LB, "LB to proxy to")[0]
 
 
 def lb_backends(host: str, groups: Mapping) -> list[str]:
     """The app servers LB ``host`` balances: exactly its cell's app servers."""
-    topo = _load(groups)
-    cell = _host_in(topo, host, LB)
-    apps = topo.cells[cell]["app"]
-    if not apps:
-        raise _fail([f"{host} in {cell} has no app servers to balance: no host of group {APP} is in {cell}"])
-    return list(apps)
+    return _cell_peers(host, groups, LB, "app", APP, "app servers to balance")
 
 
 def app_replica(host: str, groups: Mapping) -> str:
     """The replica app server ``host`` reads from: its cell's replica."""
-    topo = _load(groups)
-    cell = _host_in(topo, host, APP)
-    replicas = topo.cells[cell]["replica"]
-    if not replicas:
-        raise _fail([f"{host} in {cell} has no replica to read from: no host of group {DB_REPLICAS} is in {cell}"])
-    return replicas[0]
+    return _cell_peers(host, groups, APP, "replica", DB_REPLICAS, "replica to read from")[0]
 
 
 def db_primary(groups: Mapping) -> str:

@@ -40,6 +40,8 @@ LABEL = "fleet.lab=1"
 # The ELB stand-in's HTTP port, published on 127.0.0.1 only.
 ELB_PORT = int(os.environ.get("FLEET_LAB_ELB_PORT", "8088"))
 ADMIN_USER = "fleet"
+# systemd as PID 1 without --privileged (see ../shared/notes/testbed.md); the
+# container tests and .config/molecule/config.yml use the same flags.
 SYSTEMD_FLAGS = [
     "--cap-add=SYS_ADMIN",
     "--security-opt=seccomp=unconfined",

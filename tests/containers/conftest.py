@@ -14,28 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from scripts.lab import SYSTEMD_FLAGS
 from scripts.recap import parse_recap
 from tests.conftest import ROOT, run
 
 IMAGE = os.environ.get("FLEET_IMAGE", "fleet/debian12-systemd:latest")
-# The same flags as .config/molecule/config.yml: systemd as PID 1 without --privileged.
-SYSTEMD_FLAGS = [
-    "--cap-add",
-    "SYS_ADMIN",
-    "--security-opt",
-    "seccomp=unconfined",
-    "--security-opt",
-    "apparmor=unconfined",
-    "--cgroupns=host",
-    "-v",
-    "/sys/fs/cgroup:/sys/fs/cgroup:ro",
-    "--tmpfs",
-    "/run",
-    "--tmpfs",
-    "/run/lock",
-    "--tmpfs",
-    "/tmp",
-]
 
 
 @dataclass
