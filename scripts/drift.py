@@ -1,30 +1,40 @@
 #!/usr/bin/env python3
 """Drift: check the fleet against playbooks/site.yml, report, and optionally correct.
 
-    bin/fleet drift [-i INVENTORY] [--limit HOSTS] [--tags TIERS] [--correct]
+    bin/fleet drift [-i INVENTORY] [--limit HOSTS] [--tags TIERS] [--correct] [--keep N]
 
 Check: `ansible-playbook --check --diff site.yml` with the fleet_drift callback,
 which writes drift.json and drift.md into .cache/drift/<UTC time>/ (and links
 .cache/drift/latest to it). Correct: apply site.yml (limited the same way), then
 check again and report what is still off.
 
+Reports: one directory per run under --reports; `latest` always points at the
+newest, and --keep N deletes all but the newest N. One run at a time: a second
+run while one holds the reports directory's lock checks nothing and exits 1.
+
 Exit status, for alerting:
     0  no drift
     2  drift found (nothing failed, every host answered)
-    1  a host was unreachable or a task failed (the report still lists any drift)
+    1  a host was unreachable or a task failed (the report still lists any drift),
+       or another drift run was in progress
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The name of a run's report directory: <UTC time>-<check|recheck>.
+RUN_DIR = re.compile(r"^\d{8}T\d{6}Z-(check|recheck)$")
 
 
 def run_playbook(inventory: str, limit: str | None, tags: str | None, check: bool, out_dir: Path) -> dict | None:
@@ -56,13 +66,39 @@ def check(args: argparse.Namespace, label: str) -> tuple[dict | None, Path]:
     out_dir = Path(args.reports) / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{label}"
     out_dir.mkdir(parents=True, exist_ok=True)
     report = run_playbook(args.inventory, args.limit, args.tags, True, out_dir)
-    latest = Path(args.reports) / "latest"
-    latest.unlink(missing_ok=True)
-    latest.symlink_to(out_dir.name)
+    # Swap `latest` in one step: a reader never finds it missing or half-made.
+    staged = Path(args.reports) / ".latest.new"
+    staged.unlink(missing_ok=True)
+    staged.symlink_to(out_dir.name)
+    staged.replace(Path(args.reports) / "latest")
     summary = report["summary"] if report else f"no report: the check run crashed, see {out_dir / 'check.log'}"
     print(f"[drift] {label}: {summary}")
     print(f"[drift] report: {out_dir / 'drift.md'} (JSON: {out_dir / 'drift.json'})")
     return report, out_dir
+
+
+def prune(reports: Path, keep: int) -> list[str]:
+    """Delete all but the newest `keep` run directories; return the names deleted."""
+    if keep <= 0:
+        return []
+    runs = sorted(d.name for d in reports.iterdir() if d.is_dir() and not d.is_symlink() and RUN_DIR.match(d.name))
+    # A correction writes a check and a recheck in the same second at most once;
+    # the names sort by time, and recheck sorts after check of the same second.
+    doomed = runs[:-keep]
+    for name in doomed:
+        shutil.rmtree(reports / name)
+    return doomed
+
+
+def lock(reports: Path):
+    """Hold the reports directory's lock for the life of the process, or return None."""
+    handle = (reports / ".lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +108,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tags", help="tiers to check or correct: base,db,app,lb,web,elb")
     parser.add_argument("--correct", action="store_true", help="apply the fixes, then check again")
     parser.add_argument("--reports", default=os.environ.get("FLEET_DRIFT_REPORTS", str(ROOT / ".cache" / "drift")))
+    parser.add_argument("--keep", type=int, default=0, metavar="N", help="keep only the newest N reports (0: all)")
     args = parser.parse_args(argv)
+    if args.keep < 0:
+        parser.error("--keep must be 0 (keep all) or more")
+    reports = Path(args.reports)
+    reports.mkdir(parents=True, exist_ok=True)
+    held = lock(reports)
+    if held is None:
+        print(f"[drift] another drift run holds {reports / '.lock'}; nothing checked", file=sys.stderr)
+        return 1
+    status = run(args)
+    for name in prune(reports, args.keep):
+        print(f"[drift] retention: deleted report {name}")
+    held.close()
+    return status
+
+
+def run(args: argparse.Namespace) -> int:
     report, out_dir = check(args, "check")
     if args.correct and exit_status(report) != 0:
         subprocess_dir = out_dir
