@@ -105,7 +105,9 @@ class CallbackModule(CallbackBase):
         out_dir = Path(os.environ.get("FLEET_DRIFT_DIR", "."))
         out_dir.mkdir(parents=True, exist_ok=True)
         for name in stats.processed:
-            self._host(name)
+            # How many tasks each host answered: an unreachable host stops early,
+            # the others show they were checked to the end.
+            self._host(name)["tasks_ok"] = stats.summarize(name)["ok"]
         counts = {
             status: sorted(h for h, v in self.hosts.items() if v["status"] == status)
             for status in ("drift", "failed", "unreachable")

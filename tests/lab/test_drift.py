@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, ansible_env
-from tests.lab.conftest import ELB, http
+from tests.lab.conftest import ELB, http, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -85,3 +85,57 @@ def test_drift_is_reported_exactly_and_corrected_while_serving(tmp_path):
     assert report["hosts_with_drift"] == []
     assert served[0] > 50
     assert failures == [], f"{len(failures)} of {served[0]} requests failed: {failures[:3]}"
+
+
+def container_ip(name: str) -> str:
+    return subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def test_a_host_stopped_during_the_run_is_reported_unreachable_and_the_rest_checked(tmp_path):
+    victim = "web2"
+    address = container_ip(victim)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scripts.drift", "--reports", str(tmp_path)],
+        cwd=ROOT,
+        env=ansible_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        # Stop the host once the run has reached it: it answered, then it is gone.
+        def reached() -> bool:
+            logs = list(tmp_path.glob("*-check/check.log"))
+            return bool(logs) and logs[0].read_text().count(f"ok: [{victim}]") >= 3
+
+        assert wait_until(reached, timeout=240, interval=0.2), "the drift run never reached the host"
+        subprocess.run(["docker", "stop", "-t", "5", victim], check=True, capture_output=True)
+        out, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run(["docker", "start", victim], check=True, capture_output=True)
+
+    report = json.loads((tmp_path / "latest" / "drift.json").read_text())
+    assert proc.returncode == 1, out
+    assert report["hosts_unreachable"] == [victim], report["summary"]
+    assert report["hosts_failed"] == report["hosts_with_drift"] == []
+    assert report["hosts_checked"] == 14
+    error = report["hosts"][victim]["errors"][0]
+    assert error["kind"] == "unreachable"
+    # Every other host was checked to the end of site.yml, the last play included.
+    others = {name: h for name, h in report["hosts"].items() if name != victim}
+    assert {h["status"] for h in others.values()} == {"clean"}
+    assert others["elb"]["tasks_ok"] >= 5
+    assert report["hosts"][victim]["tasks_ok"] < others["web1"]["tasks_ok"]
+    markdown = (tmp_path / "latest" / "drift.md").read_text()
+    assert f"## {victim}: unreachable" in markdown
+
+    # The host comes back as it was (same address, web tier serving again).
+    assert container_ip(victim) == address
+    assert wait_until(lambda: http("GET", f"http://{address}/nginx-health", timeout=2)[0] == 200, timeout=90)
