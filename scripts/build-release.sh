@@ -46,8 +46,11 @@ name=fleet-app-$version
 stage=$work/$name
 mkdir -p "$stage/wheels" "$work/src" "$out"
 
-# Reproducible wheels: file times from the last commit (or a fixed date).
-SOURCE_DATE_EPOCH=$(git -C "$root" log -1 --format=%ct 2>/dev/null || echo 315532800)
+# Reproducible wheels: file times from the last commit that touched what goes
+# into the artifact (a commit elsewhere in the repo must not make a new one), or
+# a fixed date outside git.
+SOURCE_DATE_EPOCH=$(git -C "$root" log -1 --format=%ct -- app scripts/build-release.sh 2>/dev/null)
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-315532800}
 export SOURCE_DATE_EPOCH PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # The app itself, from a copy of the tree so --version never edits app/.
