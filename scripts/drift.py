@@ -157,9 +157,8 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     report, out_dir = check(args, "check")
     if args.correct and exit_status(report) != 0:
-        subprocess_dir = out_dir
-        run_playbook(args.inventory, args.limit, args.tags, False, subprocess_dir, args.engine)
-        print(f"[drift] corrected (log: {subprocess_dir / 'correct.log'}); checking again")
+        run_playbook(args.inventory, args.limit, args.tags, False, out_dir, args.engine)
+        print(f"[drift] corrected (log: {out_dir / 'correct.log'}); checking again")
         report, _ = check(args, "recheck")
     return exit_status(report)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts.lab import container_ip
 from tests.conftest import ROOT, ansible_env
 from tests.lab.conftest import ELB, http, wait_until
 
@@ -30,17 +31,19 @@ DRIFT = {
 }
 
 
+def drift_command(reports: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "scripts.drift", "--reports", str(reports), *args]
+
+
+def latest_report(reports: Path) -> dict:
+    return json.loads((reports / "latest" / "drift.json").read_text())
+
+
 def drift(tmp_path: Path, *args: str) -> tuple[int, dict, str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "scripts.drift", "--reports", str(tmp_path), *args],
-        cwd=ROOT,
-        env=ansible_env(),
-        capture_output=True,
-        text=True,
-        check=False,
+        drift_command(tmp_path, *args), cwd=ROOT, env=ansible_env(), capture_output=True, text=True, check=False
     )
-    report = json.loads((tmp_path / "latest" / "drift.json").read_text())
-    return proc.returncode, report, proc.stdout + proc.stderr
+    return proc.returncode, latest_report(tmp_path), proc.stdout + proc.stderr
 
 
 def test_drift_is_reported_exactly_and_corrected_while_serving(tmp_path):
@@ -87,20 +90,11 @@ def test_drift_is_reported_exactly_and_corrected_while_serving(tmp_path):
     assert failures == [], f"{len(failures)} of {served[0]} requests failed: {failures[:3]}"
 
 
-def container_ip(name: str) -> str:
-    return subprocess.run(
-        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
 def test_a_host_stopped_during_the_run_is_reported_unreachable_and_the_rest_checked(tmp_path):
     victim = "web2"
     address = container_ip(victim)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "scripts.drift", "--reports", str(tmp_path)],
+        drift_command(tmp_path),
         cwd=ROOT,
         env=ansible_env(),
         stdout=subprocess.PIPE,
@@ -121,7 +115,7 @@ def test_a_host_stopped_during_the_run_is_reported_unreachable_and_the_rest_chec
             proc.kill()
         subprocess.run(["docker", "start", victim], check=True, capture_output=True)
 
-    report = json.loads((tmp_path / "latest" / "drift.json").read_text())
+    report = latest_report(tmp_path)
     assert proc.returncode == 1, out
     assert report["hosts_unreachable"] == [victim], report["summary"]
     assert report["hosts_failed"] == report["hosts_with_drift"] == []
