@@ -72,6 +72,73 @@ def size_problem(value: object) -> str:
     return ""
 
 
+def _shown(value: object) -> str:
+    """A value as an operator would type it: strings quoted, so '' and ' ' show."""
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _check_problem(check: dict) -> str:
+    """Why ``check['value']`` breaks its rule, or '' when it keeps it."""
+    value = check.get("value")
+    expected = check.get("expected", "")
+    if "port" in check:
+        return port_problem(value)
+    if "size" in check:
+        return size_problem(value)
+    if "regex" in check:
+        if not isinstance(value, str) or not re.match(check["regex"], value):
+            return f"got {_shown(value)}, expected {expected}"
+        return ""
+    if "items_regex" in check:
+        if not isinstance(value, list):
+            return f"got {_shown(value)}, expected a list of {expected}"
+        bad = [item for item in value if not isinstance(item, str) or not re.match(check["items_regex"], item)]
+        if bad:
+            return f"items that are not {expected}: {', '.join(map(_shown, bad))}"
+        return ""
+    if "min" in check:
+        # Extra vars given as key=value arrive as strings: "4" is 4.
+        if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"got {_shown(value)}, expected an integer of at least {check['min']}"
+        if value < check["min"]:
+            return f"got {value}, expected at least {check['min']}"
+        return ""
+    if "choices" in check:
+        if value not in check["choices"]:
+            return f"got {_shown(value)}, expected one of {', '.join(map(str, check['choices']))}"
+        return ""
+    if "ok" in check:
+        return "" if check["ok"] else f"got {_shown(value)}, expected {expected}"
+    raise ValueError(f"check of {check.get('name')!r} has no rule (port, size, regex, items_regex, min, choices, ok)")
+
+
+def variable_problems(checks: list[dict]) -> list[str]:
+    """One complaint ``name: what is wrong, what is allowed`` per check that fails.
+
+    Each check is a dict with ``name`` (the variable), ``value`` and one rule:
+    ``port: true``, ``size: true``, ``regex`` (with ``expected``, the words for
+    what matches), ``items_regex`` (a list whose every item matches), ``min``,
+    ``choices``, or ``ok`` (a condition computed by the caller, with ``expected``).
+    Instead of ``name`` and ``value``, ``values`` maps several variables to their
+    values, all under the same rule. Checks that pass say nothing, so a preflight
+    message names only the variables that are wrong.
+    """
+    problems = []
+    for check in checks:
+        if "values" in check:
+            rule = {k: v for k, v in check.items() if k != "values"}
+            expanded = [{**rule, "name": name, "value": value} for name, value in check["values"].items()]
+        else:
+            expanded = [check]
+        for one in expanded:
+            problem = _check_problem(one)
+            if problem:
+                problems.append(f"{one['name']}: {problem}")
+    return problems
+
+
 class FilterModule:
     """fleet's validation filters."""
 
@@ -80,4 +147,5 @@ class FilterModule:
             "fleet_ssh_public_key_problem": ssh_public_key_problem,
             "fleet_port_problem": port_problem,
             "fleet_size_problem": size_problem,
+            "fleet_variable_problems": variable_problems,
         }

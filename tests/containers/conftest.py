@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import textwrap
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from scripts.lab import SYSTEMD_FLAGS
 from scripts.recap import parse_recap
@@ -30,6 +33,46 @@ class PlaybookResult:
         recap = parse_recap(self.output)
         assert host in recap, f"no recap line for {host}:\n{self.output}"
         return recap[host]
+
+    def failure_messages(self) -> list[str]:
+        """The ``msg`` of every failed task (or loop item), from the YAML results of the default callback."""
+        messages = []
+        for match in re.finditer(
+            r"^(?:fatal: \[[^\]]+\]: FAILED!|failed: \[[^\]]+\] \(item=.*\)) => *\n((?:    .*\n|\n)+)",
+            self.output,
+            re.M,
+        ):
+            result = yaml.safe_load(textwrap.dedent(match[1]))
+            if isinstance(result, dict) and "censored" in result:
+                # A no_log task's result is hidden; its error line still carries the message.
+                errors = re.findall(
+                    r"^\[ERROR\]: Task failed: Action failed: (.*?)\nOrigin:", self.output[: match.start()], re.M | re.S
+                )
+                messages.append(errors[-1] if errors else str(result))
+            else:
+                messages.append(str(result.get("msg", result)) if isinstance(result, dict) else str(result))
+        return messages
+
+    def failure(self) -> str:
+        """The message of the one task that failed."""
+        messages = self.failure_messages()
+        assert len(messages) == 1, f"expected one failed task, got {messages}:\n{self.output}"
+        return messages[0]
+
+
+def blamed(message: str, prefix: str) -> set[str]:
+    """The variables of a role (names starting with ``prefix``) a message names."""
+    return set(re.findall(rf"(?<![A-Za-z0-9_]){prefix}[a-z0-9_]+", message))
+
+
+def assert_complaint(result: PlaybookResult, expected: str, blames: set[str], prefix: str) -> None:
+    """The run failed in one task whose message holds ``expected`` and names exactly
+    the variables ``blames`` of the role, no other: a message that lists every
+    variable would pass any case that looks only for a name."""
+    assert result.rc != 0, result.output
+    message = result.failure()
+    assert expected in message, message
+    assert blamed(message, prefix) == blames, message
 
 
 @dataclass
