@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
@@ -38,11 +39,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def moto_server(log: Path) -> Iterator[str]:
     """Start moto on a free port of 127.0.0.1, wait until it answers, stop it at the end."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
     server = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
     cmd = [server] if server else [sys.executable, "-m", "moto.server"]
     with log.open("w") as out:
@@ -67,8 +67,24 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.kill()
 
 
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
+        yield url
+
+
 def reset_moto(url: str) -> None:
     req = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(req, timeout=10):
+        pass
+
+
+def enforce_iam(url: str) -> None:
+    """From now on this moto checks every request's signature and the caller's IAM policies."""
+    # The body is the number of requests still let through unchecked.
+    req = urllib.request.Request(
+        f"{url}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
+    )
     with urllib.request.urlopen(req, timeout=10):
         pass
 
@@ -94,17 +110,20 @@ UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURIT
 def aws_run(cmd: list[str], url: str, unset: tuple[str, ...] = (), **extra: str) -> subprocess.CompletedProcess[str]:
     """Run an ansible command with moto's fake credentials and endpoint, and nothing else of AWS."""
     env = ansible_env(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION=REGION,
-        # botocore's own endpoint setting: anything not wired through
-        # aws_endpoint_url still cannot reach AWS.
-        AWS_ENDPOINT_URL=url,
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        # The operator's fact cache must not mix with the tests'.
-        ANSIBLE_CACHE_PLUGIN_CONNECTION=str(ROOT / ".cache" / "test-facts"),
-        **extra,
+        **{
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            # botocore's own endpoint setting: anything not wired through
+            # aws_endpoint_url still cannot reach AWS.
+            "AWS_ENDPOINT_URL": url,
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            # The operator's fact cache must not mix with the tests'.
+            "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(ROOT / ".cache" / "test-facts"),
+            # Other credentials, a service's own endpoint (AWS_ENDPOINT_URL_<SERVICE>)...
+            **extra,
+        }
     )
     for key in (*UNSET, *unset):
         env.pop(key, None)
@@ -158,7 +177,10 @@ def playbook(
     unset: tuple[str, ...] = (),
     **extra_vars: object,
 ) -> Result:
-    """Run playbooks/<name> against moto through the AWS inventory, as an operator would."""
+    """Run playbooks/<name> against moto through the AWS inventory, as an operator would.
+
+    An extra variable given as None is left unset.
+    """
     cmd = ["ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / name), "--flush-cache"]
     settings = {
         "aws_endpoint_url": url,
@@ -167,6 +189,7 @@ def playbook(
         "aws_operator_cidr": OPERATOR_CIDR,
         **extra_vars,
     }
+    settings = {key: value for key, value in settings.items() if value is not None}
     # One JSON document: lists and mappings stay lists and mappings.
     cmd += ["-e", json.dumps(settings)]
     cmd += list(args)

@@ -10,12 +10,13 @@ import json
 import re
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.aws.conftest import REGION, aws_run, client, playbook, reset_moto
+from tests.aws.conftest import REGION, aws_run, client, enforce_iam, moto_server, playbook, reset_moto
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.aws
@@ -34,6 +35,18 @@ CONTENT_TYPES = {
     "img/logo.png": "image/png",
 }
 TASK = re.compile(r"^TASK \[(?P<name>[^\]]+)\]", re.M)
+
+
+def failed_task(output: str) -> str | None:
+    """The name of the task that failed (the last one, if several did)."""
+    failed, current = None, None
+    for line in output.splitlines():
+        match = TASK.match(line)
+        if match:
+            current = match["name"]
+        elif line.startswith("fatal:"):
+            failed = current
+    return failed
 
 
 def changed_tasks(output: str) -> list[str]:
@@ -93,11 +106,62 @@ def test_route53_rejects_a_zone_that_is_not_a_domain(moto, aws_inventory):
     assert client(moto, "route53").list_hosted_zones()["HostedZones"] == []
 
 
+def test_route53_names_what_is_missing(moto, aws_inventory):
+    """No ALB of the fleet's name and no distribution: the failure says which playbook makes each."""
+    # Another environment's ALB is not the fleet's.
+    make_alb(moto, name=f"{FLEET['fleet_project']}-staging")
+    result = playbook(moto, aws_inventory, "route53.yml")
+    assert result.rc != 0, result
+    assert failed_task(result.out) == "Fail unless the ALB and the distribution exist", result
+    assert f"the ALB {PREFIX} (missing: run provision.yml)" in result.out, result
+    assert f'the distribution "{PREFIX} static assets" (missing: run cloudfront.yml)' in result.out, result
+    assert client(moto, "route53").list_hosted_zones()["HostedZones"] == []
+
+
+@pytest.fixture(scope="module")
+def alb_unreadable(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """A second moto, enforcing IAM, holding the fleet's ALB and an operator not allowed to read it.
+
+    Only ELBv2 goes there (AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2): under IAM
+    enforcement moto rejects the signature of every CloudFront and Route53 GET
+    (it signs the headers as the body), so those stay on the shared moto.
+    """
+    with moto_server(tmp_path_factory.mktemp("moto-iam") / "moto.log") as url:
+        make_alb(url)
+        iam = client(url, "iam")
+        iam.create_user(UserName="dns-operator")
+        # DNS and CDN, and no elasticloadbalancing action at all.
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": ["route53:*", "cloudfront:*"], "Resource": "*"}],
+        }
+        iam.put_user_policy(UserName="dns-operator", PolicyName="edge-dns", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="dns-operator")["AccessKey"]
+        enforce_iam(url)
+        yield {
+            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+            "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2": url,
+        }
+
+
+def test_route53_fails_with_the_apis_error_when_the_alb_cannot_be_read(moto, aws_inventory, alb_unreadable):
+    """Access denied is reported as the API says it, not as "missing: run provision.yml"."""
+    # No aws_endpoint_url: each service's endpoint comes from botocore's settings.
+    result = playbook(moto, aws_inventory, "route53.yml", env=alb_unreadable, aws_endpoint_url=None)
+    assert result.rc != 0, result
+    assert "missing: run" not in result.out
+    assert failed_task(result.out) == "Find the ALB", result
+    assert "(AccessDenied) when calling the DescribeLoadBalancers operation" in result.out, result
+    assert "user/dns-operator is not authorized to perform: elasticloadbalancing:DescribeLoadBalancers" in result.out
+    assert client(moto, "route53").list_hosted_zones()["HostedZones"] == []
+
+
 # --- the edge, end to end ---------------------------------------------------------------
 
 
-def make_alb(url: str) -> dict:
-    """The ALB provision.yml would have made, built directly in moto."""
+def make_alb(url: str, name: str = PREFIX) -> dict:
+    """The ALB provision.yml would have made (or one of another name), built directly in moto."""
     ec2 = client(url, "ec2")
     vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
     subnets = [
@@ -106,7 +170,7 @@ def make_alb(url: str) -> dict:
         ]
         for i, az in enumerate("ab")
     ]
-    return client(url, "elbv2").create_load_balancer(Name=PREFIX, Subnets=subnets)["LoadBalancers"][0]
+    return client(url, "elbv2").create_load_balancer(Name=name, Subnets=subnets)["LoadBalancers"][0]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.aws.conftest import OPERATOR_CIDR, aws_run, client, playbook, reset_moto
+from tests.aws.conftest import MOTO_AMI, OPERATOR_CIDR, aws_run, client, playbook, reset_moto
 from tests.conftest import ROOT, plain
 
 pytestmark = pytest.mark.aws
@@ -260,9 +260,31 @@ def test_inventory_bastion_is_optional(moto_endpoint, aws_inventory, provisioned
 
 
 def test_inventory_cache_is_used_until_flushed(moto_endpoint, aws_inventory, provisioned):
-    cached = aws_run(["ansible-inventory", "-i", str(aws_inventory), "--list"], moto_endpoint)
-    assert cached.returncode == 0
-    assert any((aws_inventory / ".cache").iterdir()), "the inventory cache was not written"
+    """An instance started after the inventory was cached is not shown until --flush-cache asks AWS again."""
+
+    def hosts(*flags: str) -> set[str]:
+        proc = aws_run(["ansible-inventory", "-i", str(aws_inventory), "--list", *flags], moto_endpoint)
+        assert proc.returncode == 0, proc.stderr
+        return set(json.loads(proc.stdout)["_meta"]["hostvars"])
+
+    fleet = {h for group in LAB_HOSTS.values() for h in group}
+    assert hosts("--flush-cache") == fleet
+    web1 = live_instances(moto_endpoint)["web1"]
+    tags = {**web1["TagMap"], "Name": "web9"}
+    ec2 = client(moto_endpoint, "ec2")
+    (started,) = ec2.run_instances(
+        ImageId=MOTO_AMI,
+        MinCount=1,
+        MaxCount=1,
+        SubnetId=web1["SubnetId"],
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+    )["Instances"]
+    try:
+        assert "web9" in live_instances(moto_endpoint), "moto does not list the new instance as running"
+        assert hosts() == fleet, "the inventory asked AWS instead of answering from its cache"
+        assert hosts("--flush-cache") == fleet | {"web9"}, "--flush-cache did not ask AWS again"
+    finally:
+        ec2.terminate_instances(InstanceIds=[started["InstanceId"]])
 
 
 def test_cell_c_and_a_certificate_are_variable_changes(moto_endpoint, aws_inventory, provisioned):
