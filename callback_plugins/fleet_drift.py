@@ -16,6 +16,7 @@ import re
 import time
 from pathlib import Path
 
+from ansible import context
 from ansible.plugins.callback import CallbackBase
 
 DOCUMENTATION = """
@@ -27,6 +28,9 @@ description:
 requirements:
   - enable in configuration (bin/fleet drift does)
 """
+
+# The implicit fact gathering runs with any --tags: it is not a check of the host.
+FACT_GATHERING = frozenset({"gather_facts", "ansible.builtin.gather_facts", "setup", "ansible.builtin.setup"})
 
 SECRET = re.compile(r"(?i)(password|passwd|secret|token|dsn|key)(\s*[=:]\s*|\s+)(\S+)")
 
@@ -46,9 +50,54 @@ class CallbackModule(CallbackBase):
         super().__init__(*args, **kwargs)
         self.started = time.time()
         self.hosts: dict[str, dict] = {}
+        # Which plays ran, which hosts answered in the current one, and where the
+        # run stopped early (any_errors_fatal, max_fail_percentage, a whole play
+        # failed): hosts not checked to the end are never reported clean.
+        self.plays_total = 0
+        self.plays_seen: list[str] = []
+        self.play_name = ""
+        self.no_task_ran = ""
+        self.play_hosts: set[str] = set()
+        self.stopped_in: str | None = None
+        self.stopped_hosts: set[str] = set()
 
     def _host(self, name: str) -> dict:
-        return self.hosts.setdefault(name, {"status": "clean", "changes": [], "errors": []})
+        self.play_hosts.add(name)
+        return self.hosts.setdefault(name, {"status": "clean", "changes": [], "errors": [], "tasks_run": 0})
+
+    def _ran(self, result) -> dict:
+        """The host's record, counting the task if it is one of fleet's (not fact gathering)."""
+        host = self._host(result.host.get_name())
+        if result.task.action not in FACT_GATHERING:
+            host["tasks_run"] += 1
+        return host
+
+    def v2_playbook_on_start(self, playbook):
+        self.plays_total = len(playbook.get_plays())
+
+    def v2_playbook_on_play_start(self, play):
+        # A play in serial batches starts once per batch: count it once.
+        if play._uuid not in self.plays_seen:
+            self.plays_seen.append(play._uuid)
+        self.play_name = play.get_name().strip()
+        self.play_hosts = set()
+
+    def _stop(self) -> None:
+        """Every host of the current play stops here: the run ends, whatever plays are left."""
+        self.stopped_in = self.play_name
+        # The play's own set: hosts whose result for this task comes later join it.
+        self.stopped_hosts = self.play_hosts
+
+    def v2_playbook_on_no_hosts_remaining(self):
+        # max_fail_percentage was exceeded, or every host of the play failed.
+        self._stop()
+
+    def _stops_everyone(self, result) -> None:
+        # As the linear strategy decides: a failure in an any_errors_fatal (or
+        # run_once) task marks every other host of the play failed, silently.
+        task = result.task
+        if (task.any_errors_fatal or task.run_once) and not task.ignore_errors:
+            self._stop()
 
     def _task_label(self, result) -> dict[str, str]:
         task = result.task
@@ -78,28 +127,65 @@ class CallbackModule(CallbackBase):
             host["status"] = "drift"
 
     def v2_runner_on_ok(self, result):
-        self._host(result.host.get_name())
-        if result.result.get("changed"):
+        self._ran(result)
+        # A loop's changes were recorded item by item; its aggregate result is not one more.
+        if result.result.get("changed") and "results" not in result.result:
             self._record_change(result, result.result)
+
+    def v2_runner_on_skipped(self, result):
+        self._host(result.host.get_name())
 
     def v2_runner_item_on_ok(self, result):
         if result.result.get("changed"):
             self._record_change(result, result.result)
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
+        host = self._ran(result)
         if ignore_errors:
             return
-        host = self._host(result.host.get_name())
         res = result.result
         msg = "(hidden: the task handles a secret)" if res.get("_ansible_no_log") else res.get("msg", "")
         host["errors"].append({**self._task_label(result), "kind": "failed", "msg": redact(str(msg))[:2000]})
         host["status"] = "failed"
+        self._stops_everyone(result)
 
     def v2_runner_on_unreachable(self, result):
         host = self._host(result.host.get_name())
         msg = redact(str(result.result.get("msg", "")))[:500]
         host["errors"].append({**self._task_label(result), "kind": "unreachable", "msg": msg})
         host["status"] = "unreachable"
+        self._stops_everyone(result)
+
+    def _mark_not_checked(self) -> None:
+        """Say why a host that neither failed nor was unreachable was not checked to the end."""
+        # With --tags, a host none of whose tasks carry them is rightly left alone;
+        # but a run in which no task ran anywhere checked nothing.
+        tags = [t for t in context.CLIARGS.get("tags") or () if t != "all"]
+        if tags and not any(h["tasks_run"] for h in self.hosts.values()):
+            self.no_task_ran = f"no task matches --tags {','.join(tags)}"
+        selected = os.environ.get("FLEET_DRIFT_SELECTED")
+        for name in json.loads(Path(selected).read_text()) if selected and (self.no_task_ran or not tags) else []:
+            if name not in self.hosts:
+                self._host(name)["not_checked"] = (
+                    self.no_task_ran or "selected by the inventory and --limit, but no task ran on it"
+                )
+        # When plays were left unrun, any host might have been in them.
+        unrun = self.plays_total - len(self.plays_seen)
+        if unrun > 0 and self.stopped_in is None:
+            self.stopped_in = self.play_name
+        for name, host in self.hosts.items():
+            if host["status"] in ("failed", "unreachable"):
+                continue
+            if "not_checked" in host:
+                pass
+            elif self.stopped_in is not None and (name in self.stopped_hosts or unrun > 0):
+                host["not_checked"] = f"the run stopped in play '{self.stopped_in}' after a failure on another host"
+            elif host["tasks_run"] == 0 and (self.no_task_ran or not tags):
+                host["not_checked"] = self.no_task_ran or "no task ran on it"
+            else:
+                continue
+            if host["status"] == "clean":
+                host["status"] = "not checked"
 
     def v2_playbook_on_stats(self, stats):
         out_dir = Path(os.environ.get("FLEET_DRIFT_DIR", "."))
@@ -108,24 +194,32 @@ class CallbackModule(CallbackBase):
             # How many tasks each host answered: an unreachable host stops early,
             # the others show they were checked to the end.
             self._host(name)["tasks_ok"] = stats.summarize(name)["ok"]
+        answered = len(self.hosts)
+        self._mark_not_checked()
         counts = {
             status: sorted(h for h, v in self.hosts.items() if v["status"] == status)
             for status in ("drift", "failed", "unreachable")
         }
+        not_checked = sorted(h for h, v in self.hosts.items() if v.get("not_checked"))
         report = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
             "duration_s": round(time.time() - self.started, 1),
-            "hosts_checked": len(self.hosts),
+            "hosts_checked": answered,
             "hosts_with_drift": counts["drift"],
             "hosts_failed": counts["failed"],
             "hosts_unreachable": counts["unreachable"],
+            "hosts_not_checked": not_checked,
+            "stopped_in": self.stopped_in,
+            "no_task_ran": self.no_task_ran,
             "hosts": dict(sorted(self.hosts.items())),
         }
         report["summary"] = (
-            f"{len(self.hosts)} hosts checked: {len(counts['drift'])} with drift "
+            f"{answered} hosts checked: {len(counts['drift'])} with drift "
             f"({sum(len(h['changes']) for h in self.hosts.values())} changes), "
             f"{len(counts['failed'])} failed, {len(counts['unreachable'])} unreachable"
-        )
+        ) + (f", {len(not_checked)} not checked to the end" if not_checked else "")
+        if self.no_task_ran:
+            report["summary"] += f"; nothing was checked: {self.no_task_ran}"
         (out_dir / "drift.json").write_text(json.dumps(report, indent=2) + "\n")
         (out_dir / "drift.md").write_text(markdown(report))
 
@@ -136,6 +230,8 @@ def markdown(report: dict) -> str:
         if host["status"] == "clean":
             continue
         lines.append(f"## {name}: {host['status']}")
+        if host.get("not_checked"):
+            lines.append(f"- **not checked to the end**: {host['not_checked']}")
         for err in host["errors"]:
             lines.append(f"- **{err['kind']}** in `{err['task']}`: {err['msg']}")
         for change in host["changes"]:

@@ -17,7 +17,10 @@ Exit status, for alerting:
     0  no drift
     2  drift found (nothing failed, every host answered)
     1  a host was unreachable or a task failed (the report still lists any drift),
-       or another drift run was in progress
+       a host the inventory and --limit select was not checked to the end (the
+       run stopped after a failure elsewhere, no task ran on it, or it never
+       answered), the inventory gave no host or failed to load, or another drift
+       run was in progress
 """
 
 from __future__ import annotations
@@ -58,8 +61,34 @@ def engine_env(engine: str) -> dict[str, str]:
     return {"ANSIBLE_STRATEGY_PLUGINS": str(strategies), "ANSIBLE_STRATEGY": "mitogen_linear"}
 
 
+# An inventory source that fails to load (expired AWS credentials, a typo in -i)
+# is an error, never an empty fleet that is "clean".
+STRICT_INVENTORY = {"ANSIBLE_INVENTORY_UNPARSED_FAILED": "true", "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true"}
+
+
+def selected_hosts(inventory: str, limit: str | None) -> tuple[list[str] | None, str]:
+    """The hosts the inventory and --limit select, or None and the reason they could not be listed."""
+    cmd = ["ansible-inventory", "-i", inventory, "--list"] + (["--limit", limit] if limit else [])
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), **STRICT_INVENTORY)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        return None, (proc.stderr.strip() or proc.stdout.strip())[-2000:]
+    data = json.loads(proc.stdout)
+    hosts = set(data.get("_meta", {}).get("hostvars", {}))
+    for name, group in data.items():
+        if name != "_meta" and isinstance(group, dict):
+            hosts.update(group.get("hosts", []))
+    return sorted(hosts), ""
+
+
 def run_playbook(
-    inventory: str, limit: str | None, tags: str | None, check: bool, out_dir: Path, engine: str = "ansible"
+    inventory: str,
+    limit: str | None,
+    tags: str | None,
+    check: bool,
+    out_dir: Path,
+    engine: str = "ansible",
+    expected: list[str] | None = None,
 ) -> dict | None:
     cmd = ["ansible-playbook", "-i", inventory, str(ROOT / "playbooks" / "site.yml")]
     if check:
@@ -68,7 +97,17 @@ def run_playbook(
         cmd += ["--limit", limit]
     if tags:
         cmd += ["--tags", tags]
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), FLEET_DRIFT_DIR=str(out_dir), **engine_env(engine))
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        FLEET_DRIFT_DIR=str(out_dir),
+        **STRICT_INVENTORY,
+        **engine_env(engine),
+    )
+    if check and expected is not None:
+        # The callback reports every selected host that never answered as not checked.
+        (out_dir / "selected.json").write_text(json.dumps(expected))
+        env["FLEET_DRIFT_SELECTED"] = str(out_dir / "selected.json")
     if check:
         enabled = [c for c in env.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if c]
         env["ANSIBLE_CALLBACKS_ENABLED"] = ",".join([*enabled, "fleet_drift"])
@@ -82,13 +121,24 @@ def run_playbook(
 def exit_status(report: dict | None) -> int:
     if report is None or report["hosts_failed"] or report["hosts_unreachable"]:
         return 1
+    # A run that checked nothing, or not everything it was asked to, is not clean.
+    if not report["hosts"] or report.get("hosts_not_checked") or report.get("no_task_ran"):
+        return 1
     return 2 if report["hosts_with_drift"] else 0
 
 
 def check(args: argparse.Namespace, label: str) -> tuple[dict | None, Path]:
     out_dir = Path(args.reports) / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{label}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = run_playbook(args.inventory, args.limit, args.tags, True, out_dir, args.engine)
+    expected, why = selected_hosts(args.inventory, args.limit)
+    if expected is None:
+        print(f"[drift] {label}: the inventory {args.inventory} failed to load; nothing checked:\n{why}")
+        return None, out_dir
+    if not expected:
+        where = f"{args.inventory} with --limit {args.limit}" if args.limit else args.inventory
+        print(f"[drift] {label}: no host selected by {where}; nothing checked")
+        return None, out_dir
+    report = run_playbook(args.inventory, args.limit, args.tags, True, out_dir, args.engine, expected)
     # Swap `latest` in one step: a reader never finds it missing or half-made.
     staged = Path(args.reports) / ".latest.new"
     staged.unlink(missing_ok=True)
@@ -156,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     report, out_dir = check(args, "check")
-    if args.correct and exit_status(report) != 0:
+    # Nothing checked (the inventory failed or selected nobody): nothing to correct.
+    if args.correct and report is not None and exit_status(report) != 0:
         run_playbook(args.inventory, args.limit, args.tags, False, out_dir, args.engine)
         print(f"[drift] corrected (log: {out_dir / 'correct.log'}); checking again")
         report, _ = check(args, "recheck")

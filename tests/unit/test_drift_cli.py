@@ -21,9 +21,14 @@ ROOT = Path(__file__).resolve().parents[2]
         ({"hosts_failed": [], "hosts_unreachable": [], "hosts_with_drift": ["web1"]}, 2),
         ({"hosts_failed": [], "hosts_unreachable": ["web2"], "hosts_with_drift": ["web1"]}, 1),
         ({"hosts_failed": ["db"], "hosts_unreachable": [], "hosts_with_drift": []}, 1),
+        ({"hosts_failed": [], "hosts_unreachable": [], "hosts_with_drift": [], "hosts_not_checked": ["web1"]}, 1),
+        ({"hosts_failed": [], "hosts_unreachable": [], "hosts_with_drift": ["a"], "hosts_not_checked": ["a"]}, 1),
+        ({"hosts_failed": [], "hosts_unreachable": [], "hosts_with_drift": [], "hosts": {}}, 1),
     ],
 )
 def test_exit_status(report, status):
+    if report is not None:
+        report.setdefault("hosts", {"web1": {}})
     assert drift.exit_status(report) == status
 
 
