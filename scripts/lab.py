@@ -269,8 +269,24 @@ def http(method: str, url: str, body: dict | None = None, timeout: float = 5) ->
         return status, raw
 
 
-def smoke(url: str, attempts: int = 30) -> None:
-    """Client -> ELB stand-in -> nginx -> HAProxy -> app -> PostgreSQL, both cells."""
+def cell_groups(hosts: list[Host]) -> list[str]:
+    """The cell groups the lab inventory makes of these hosts (fleet.cell "a" -> cell_a), which
+    is also what the app answers as its cell."""
+    return sorted({f"cell_{h.cell}" for h in hosts if h.cell})
+
+
+def answered_cells(answers: list[tuple[int, dict | str]]) -> set[str]:
+    """The cells of the healthy /healthz answers (status 200, a JSON body naming a cell)."""
+    return {body["cell"] for status, body in answers if status == 200 and isinstance(body, dict) and body.get("cell")}
+
+
+def missing_cells(expected: list[str], answers: list[tuple[int, dict | str]]) -> list[str]:
+    """The expected cells that no healthy /healthz answer came from, sorted."""
+    return sorted(set(expected) - answered_cells(answers))
+
+
+def smoke(url: str, cells: list[str], attempts: int = 30) -> None:
+    """Client -> ELB stand-in -> nginx -> HAProxy -> app -> PostgreSQL: every cell in `cells` answers."""
     for _ in range(attempts):
         status, body = http("GET", f"{url}/healthz")
         if status == 200:
@@ -278,15 +294,23 @@ def smoke(url: str, attempts: int = 30) -> None:
         time.sleep(1)
     else:
         raise SystemExit(f"smoke: {url}/healthz answered {status}: {body}")
-    cells = set()
-    for _ in range(16):
-        status, body = http("GET", f"{url}/healthz")
-        if status == 200 and isinstance(body, dict):
-            cells.add(body.get("cell"))
+    # The ELB stand-in spreads requests over every web server: 8 per cell is plenty.
+    answers: list[tuple[int, dict | str]] = []
+    for _ in range(max(16, 8 * len(cells))):
+        answers.append(http("GET", f"{url}/healthz"))
+        if not missing_cells(cells, answers):
+            break
+    missing = missing_cells(cells, answers)
+    if missing:
+        answered = ", ".join(sorted(answered_cells(answers))) or "no cell"
+        raise SystemExit(
+            f"smoke: cell(s) {', '.join(missing)} did not answer: {len(answers)} requests to {url}/healthz"
+            f" were answered by {answered} (failed answers: {sum(status != 200 for status, _ in answers)})"
+        )
     status, item = http("POST", f"{url}/items", {"name": f"smoke-{int(time.time())}"})
     if status not in (200, 201):
         raise SystemExit(f"smoke: writing an item answered {status}: {item}")
-    print(f"[lab] smoke: healthz 200 from cells {sorted(c for c in cells if c)}; wrote item {item}")
+    print(f"[lab] smoke: healthz 200 from cells {cells}; wrote item {item}")
 
 
 def cmd_up(args: argparse.Namespace) -> None:
@@ -311,7 +335,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     changed = sum(stats["changed"] for stats in recap.values())
     print(f"[lab] converge: {len(recap)} hosts, changed={changed}")
     with Phase("smoke check through the ELB stand-in"):
-        smoke(f"http://127.0.0.1:{ELB_PORT}")
+        smoke(f"http://127.0.0.1:{ELB_PORT}", cell_groups(hosts))
     print(f"[lab] the fleet is up: try  curl http://127.0.0.1:{ELB_PORT}/healthz")
 
 
