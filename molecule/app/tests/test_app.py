@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import uuid
+from collections.abc import Callable
 
 import pytest
 
@@ -19,29 +20,33 @@ ROOT = "/opt/fleet-app"
 SERVICE = "fleet-app"
 
 
-def http(host, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-    """A request from inside the app server (the port is not published) -> (status, JSON)."""
-    script = (
-        "import json, sys, urllib.request, urllib.error\n"
-        "method, url, data = sys.argv[1], sys.argv[2], sys.argv[3].encode() or None\n"
-        "req = urllib.request.Request(url, data=data, method=method, headers={'Content-Type': 'application/json'})\n"
-        "try:\n"
-        "    resp = urllib.request.urlopen(req, timeout=10)\n"
-        "except urllib.error.HTTPError as exc:\n"
-        "    resp = exc\n"
-        "print(resp.status)\n"
-        "print(resp.read().decode())\n"
-    )
-    payload = json.dumps(body) if body is not None else ""
-    out = host.check_output(
-        "python3 -c %s %s %s %s",
-        script,
-        method,
-        f"http://127.0.0.1:8000{path}",
-        payload,
-    )
-    status, _, text = out.partition("\n")
-    return int(status), json.loads(text)
+# METHOD URL [JSON body]: print the status, then the response's body.
+REQUEST = (
+    "import json, sys, urllib.request, urllib.error\n"
+    "method, url, data = sys.argv[1], sys.argv[2], sys.argv[3].encode() or None\n"
+    "req = urllib.request.Request(url, data=data, method=method, headers={'Content-Type': 'application/json'})\n"
+    "try:\n"
+    "    resp = urllib.request.urlopen(req, timeout=10)\n"
+    "except urllib.error.HTTPError as exc:\n"
+    "    resp = exc\n"
+    "print(resp.status)\n"
+    "print(resp.read().decode())\n"
+)
+
+
+@pytest.fixture(scope="module")
+def http(fleet_ports) -> Callable[..., tuple[int, dict]]:
+    """http(host, method, path, body=None): a request from inside the app server to its
+    fleet_port_app (the port is not published) -> (status, JSON)."""
+
+    def request(host, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        payload = json.dumps(body) if body is not None else ""
+        url = f"http://127.0.0.1:{fleet_ports['app']}{path}"
+        out = host.check_output("python3 -c %s %s %s %s", REQUEST, method, url, payload)
+        status, _, text = out.partition("\n")
+        return int(status), json.loads(text)
+
+    return request
 
 
 def converge(*extra: str) -> str:
@@ -70,11 +75,11 @@ def test_check_mode_reports_no_change_on_converged_host(check_mode_stats):
     assert hosts_with_drift(recap) == {}, output
 
 
-def test_service_runs_as_its_own_user_and_listens(host):
+def test_service_runs_as_its_own_user_and_listens(host, fleet_ports):
     service = host.service(SERVICE)
     assert service.is_running
     assert service.is_enabled
-    assert host.socket("tcp://0.0.0.0:8000").is_listening
+    assert host.socket(f"tcp://0.0.0.0:{fleet_ports['app']}").is_listening
     user = host.user("fleet-app")
     assert user.shell == "/usr/sbin/nologin"
     owners = host.check_output("ps -o user= -C gunicorn | sort -u").split()
@@ -121,7 +126,7 @@ def test_env_file_is_root_only_and_splits_reads_from_writes(host):
     assert re.search(r'^APP_DB_READ_DSN="host=app-db .*user=app_ro', content, re.M)
 
 
-def test_healthz_names_cell_and_both_databases(host):
+def test_healthz_names_cell_and_both_databases(host, http):
     status, body = http(host, "GET", "/healthz")
     assert status == 200, body
     assert body["status"] == "ok"
@@ -132,7 +137,7 @@ def test_healthz_names_cell_and_both_databases(host):
     assert body["checks"]["read"]["ok"]
 
 
-def test_write_then_read_items(host):
+def test_write_then_read_items(host, http):
     name = f"item-{uuid.uuid4().hex[:8]}"
     status, created = http(host, "POST", "/items", {"name": name})
     assert status == 201, created
@@ -144,7 +149,7 @@ def test_write_then_read_items(host):
     assert {"id": created["id"], "name": name} in [{"id": i["id"], "name": i["name"]} for i in listed["items"]]
 
 
-def test_bad_request_is_rejected(host):
+def test_bad_request_is_rejected(host, http):
     status, body = http(host, "POST", "/items", {"name": ""})
     assert status == 400, body
 
@@ -176,7 +181,7 @@ def test_release_was_installed_from_its_own_wheels(host):
     assert host.run(f"{venv}/bin/pip config list").stdout.strip() == ""
 
 
-def test_rollback_with_one_variable(host):
+def test_rollback_with_one_variable(host, http):
     """Deploy 1.1.0, roll back to the previous release with app_rollback, then return to 1.0.0."""
     converge("-e", "app_release_version=1.1.0")
     assert host.file(f"{ROOT}/current").linked_to == f"{ROOT}/releases/1.1.0"

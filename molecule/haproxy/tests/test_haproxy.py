@@ -22,9 +22,12 @@ from scripts.recap import hosts_with_drift
 SCENARIO = Path(__file__).resolve().parents[1]
 LB = "haproxy-lb1"
 APPS = ("haproxy-app1", "haproxy-app2")
-FRONTEND_PORT, STATS_PORT = 8080, 8404
 CONFIG = "/etc/haproxy/haproxy.cfg"
 SOCKET = "/run/haproxy/admin.sock"
+# While this file exists on an app server, its stand-in answers /healthz with 503 (files/standin_backend.py).
+UNHEALTHY = "/run/standin-backend.unhealthy"
+# srv_check_state bits of `show servers state` (HAProxy's CHK_ST_CONFIGURED, CHK_ST_ENABLED).
+CHECK_CONFIGURED, CHECK_ENABLED = 0x2, 0x4
 
 # GET url n times, each on a new connection; print one JSON list of [status, body or error].
 FETCH = r"""
@@ -37,6 +40,16 @@ for _ in range(int(sys.argv[2])):
     except Exception as e:
         out.append([getattr(e, "code", 0), repr(e)])
 print(json.dumps(out))
+"""
+
+# Open a TCP connection to host argv[1], port argv[2]; print open or refused.
+CONNECT = r"""
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2).close()
+    print("open")
+except ConnectionRefusedError:
+    print("refused")
 """
 
 # Requests in a loop on new connections while HAProxy is reloaded three times.
@@ -87,14 +100,45 @@ def fetch(url: str, count: int = 1) -> list[tuple[int, str]]:
     return [tuple(x) for x in json.loads(py(LB, FETCH, url, str(count)))]
 
 
+def admin(command: str) -> str:
+    """Answer of the admin socket to ``command``."""
+    proc = sh(LB, f"echo '{command}' | socat stdio {SOCKET}")
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def table(text: str, sep: str | None) -> list[dict[str, str]]:
+    """Rows of a socket answer whose header line starts with '# ', as dicts by column name."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("# "))
+    header = lines[start][2:].split(sep)
+    return [dict(zip(header, line.split(sep), strict=False)) for line in lines[start + 1 :] if line]
+
+
+def server_stats() -> dict[str, dict[str, str]]:
+    """`show stat` of each server of backend app (status, check_status, wredis, ...)."""
+    rows = table(admin("show stat"), ",")
+    return {r["svname"]: r for r in rows if r["pxname"] == "app" and r["svname"] not in ("FRONTEND", "BACKEND")}
+
+
+def check_status(stats: dict[str, str]) -> str:
+    """A server's last check result from its `show stat` row (L7OK, L7STS, ...)."""
+    return stats["check_status"].removeprefix("* ")  # "* L7OK" while a check is in flight
+
+
+def servers_state() -> dict[str, dict[str, str]]:
+    """`show servers state app`: HAProxy's own view of each server (srv_op_state 2 = running)."""
+    return {r["srv_name"]: r for r in table(admin("show servers state app"), None)}
+
+
+def served_by(responses: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """(status, the app server that answered) of each response; the error instead for a failed one."""
+    return [(status, json.loads(body)["host"] if status == 200 else body) for status, body in responses]
+
+
 def server_status() -> dict[str, str]:
     """Status of each server of backend app, from the admin socket."""
-    proc = sh(LB, f"echo 'show stat' | socat stdio {SOCKET}")
-    assert proc.returncode == 0, proc.stderr
-    lines = [line.split(",") for line in proc.stdout.splitlines() if line and not line.startswith("#")]
-    header = proc.stdout.splitlines()[0].lstrip("# ").split(",")
-    col = {name: i for i, name in enumerate(header)}
-    return {f[col["svname"]]: f[col["status"]] for f in lines if f[col["pxname"]] == "app" and f[1] != "BACKEND"}
+    return {name: row["status"] for name, row in server_stats().items()}
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> bool:
@@ -113,18 +157,24 @@ def converge(extra_vars: dict) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
 
 
+def refuses_connections(node: str, port: int) -> bool:
+    """Whether a TCP connection from the LB to ``node``:``port`` is refused."""
+    return py(LB, CONNECT, address(node), str(port)).strip() == "refused"
+
+
 @pytest.fixture(scope="module")
-def frontend() -> str:
-    return f"http://{address(LB)}:{FRONTEND_PORT}"
+def frontend(fleet_ports) -> str:
+    return f"http://{address(LB)}:{fleet_ports['lb_frontend']}"
 
 
 @pytest.fixture
 def all_up():
-    """Both app servers UP before and after the test."""
+    """Both app servers UP and checked before and after the test (which may stop, fail or unwatch one)."""
     assert wait_for(lambda: set(server_status().values()) == {"UP"}), server_status()
     yield
     for app in APPS:
-        sh(app, "systemctl start standin-backend")
+        sh(app, f"rm -f {UNHEALTHY}; systemctl start standin-backend")
+        admin(f"enable health app/{app}")
     assert wait_for(lambda: set(server_status().values()) == {"UP"}), server_status()
 
 
@@ -149,31 +199,50 @@ def test_runs_in_master_worker_mode():
     assert "master-worker" in sh(LB, f"grep -x '    master-worker' {CONFIG}").stdout
 
 
-def test_listens_only_on_the_private_address():
+def test_listens_only_on_the_private_address(fleet_ports):
     listening = sh(LB, "ss -Hltn").stdout.split()
-    ip = address(LB)
-    assert f"{ip}:{FRONTEND_PORT}" in listening
-    assert f"{ip}:{STATS_PORT}" in listening
-    assert f"0.0.0.0:{FRONTEND_PORT}" not in listening
-    assert f"*:{FRONTEND_PORT}" not in listening
+    ip, frontend_port = address(LB), fleet_ports["lb_frontend"]
+    assert f"{ip}:{frontend_port}" in listening
+    assert f"{ip}:{fleet_ports['lb_stats']}" in listening
+    assert f"0.0.0.0:{frontend_port}" not in listening
+    assert f"*:{frontend_port}" not in listening
 
 
-def test_backend_is_exactly_the_cells_app_servers_and_all_up():
+def test_backend_is_exactly_the_cells_app_servers_and_all_up(fleet_ports):
     assert wait_for(lambda: set(server_status().values()) == {"UP"}), server_status()
-    assert sorted(server_status()) == sorted(APPS)
+    state = servers_state()
+    assert {name: (s["srv_addr"], s["srv_port"]) for name, s in state.items()} == {
+        app: (address(app), str(fleet_ports["app"])) for app in APPS
+    }
 
 
-def test_backend_has_health_checks_retries_and_redispatch():
-    config = sh(LB, f"cat {CONFIG}").stdout
-    for line in (
-        "balance roundrobin",
-        "retries 3",
-        "option redispatch",
-        "option httpchk",
-        "http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost",
-        "http-check expect status 200",
-    ):
-        assert f"    {line}\n" in config
+def test_every_app_server_is_health_checked_over_http():
+    """The admin socket's view: each server has an enabled check, and its last result is L7OK (HTTP 200)."""
+    # Right after a (re)load the first check of each server takes up to one interval.
+    wait_for(lambda: {check_status(s) for s in server_stats().values()} == {"L7OK"}, timeout=10)
+    state, stats = servers_state(), server_stats()
+    assert sorted(state) == sorted(stats) == sorted(APPS)
+    for app in APPS:
+        assert state[app]["srv_op_state"] == "2", state[app]  # running
+        wanted = CHECK_CONFIGURED | CHECK_ENABLED
+        assert int(state[app]["srv_check_state"]) & wanted == wanted, f"{app}: {state[app]['srv_check_state']}"
+        assert check_status(stats[app]) == "L7OK", stats[app]
+        assert stats[app]["check_code"] == "200", stats[app]
+
+
+def test_server_failing_its_health_check_goes_down_though_it_still_serves(frontend, fleet_ports, all_up):
+    """The check asks /healthz for a 200: a server whose /healthz says 503 leaves the
+    rotation even though it accepts connections and serves every other path."""
+    sick, healthy = APPS[1], APPS[0]
+    sh(sick, f"touch {UNHEALTHY}")
+    assert wait_for(lambda: server_status()[sick].startswith("DOWN")), server_status()
+    stats = server_stats()[sick]
+    assert (check_status(stats), stats["check_code"]) == ("L7STS", "503"), stats
+    [(status, body)] = fetch(f"http://{address(sick)}:{fleet_ports['app']}/items")
+    assert (status, json.loads(body)["host"]) == (200, sick)
+    responses = fetch(f"{frontend}/items", 4)
+    served = served_by(responses)
+    assert served == [(200, healthy)] * 4, served
 
 
 def test_admin_socket_is_local_and_restricted():
@@ -202,16 +271,31 @@ def test_stopped_app_server_goes_down_and_requests_still_succeed(frontend, all_u
     assert {json.loads(body)["host"] for _, body in responses} == {APPS[0]}
 
 
-def test_stopped_app_server_is_retried_elsewhere_before_it_is_marked_down(frontend, all_up):
-    """retries + redispatch: right after an app server dies, before the checks notice,
-    requests that would go to it are redispatched to the other one."""
-    sh(APPS[0], "systemctl stop standin-backend")
-    responses = fetch(f"{frontend}/items", 6)
-    assert [status for status, _ in responses] == [200] * 6, responses
+def test_request_to_a_dead_server_still_up_for_haproxy_is_redispatched(frontend, fleet_ports, all_up):
+    """retries + redispatch: an app server dies while HAProxy still believes it is UP;
+    a request sent to it fails to connect, is retried on the other server and succeeds.
+
+    HAProxy's view is frozen through the admin socket (its check paused, so it stays
+    UP however long the test takes), and shown to be UP before and after the requests.
+    """
+    dead, alive = APPS
+    admin(f"disable health app/{dead}")
+    sh(dead, "systemctl kill --signal=KILL standin-backend")
+    assert wait_for(lambda: refuses_connections(dead, fleet_ports["app"]), timeout=10), "the backend did not die"
+    assert servers_state()[dead]["srv_op_state"] == "2", servers_state()
+    redispatched = int(server_stats()[dead]["wredis"])
+
+    responses = fetch(f"{frontend}/items", 4)
+
+    served = served_by(responses)
+    assert served == [(200, alive)] * 4, served
+    assert servers_state()[dead]["srv_op_state"] == "2", servers_state()  # never marked DOWN
+    # Requests were sent to the dead server and moved to the other one.
+    assert int(server_stats()[dead]["wredis"]) > redispatched, server_stats()[dead]
 
 
-def test_stats_page_and_metrics_on_the_stats_port():
-    base = f"http://{address(LB)}:{STATS_PORT}"
+def test_stats_page_and_metrics_on_the_stats_port(fleet_ports):
+    base = f"http://{address(LB)}:{fleet_ports['lb_stats']}"
     [(status, body)] = fetch(f"{base}/metrics")
     assert status == 200
     assert "haproxy_process_" in body

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,6 @@ from scripts.recap import hosts_with_drift
 
 SCENARIO = Path(__file__).resolve().parents[1]
 WEB, LB = "nginx-web1", "nginx-lb1"
-HTTP_PORT, LB_PORT = 80, 8080
 CONFIG = "/etc/nginx/nginx.conf"
 ACCESS_LOG = "/var/log/nginx/access.log"
 SECURITY_HEADERS = {
@@ -47,15 +47,20 @@ def address(node: str) -> str:
     return sh(node, "hostname -I").stdout.split()[0]
 
 
-def fetch(path: str, node: str = WEB) -> tuple[int, dict[str, str], str]:
-    """GET http://<web1's address><path> from ``node``."""
-    url = f"http://{address(WEB)}:{HTTP_PORT}{path}"
-    proc = subprocess.run(
-        ["docker", "exec", node, "python3", "-c", FETCH, url], capture_output=True, text=True, check=False
-    )
-    assert proc.returncode == 0, proc.stderr
-    status, headers, body = json.loads(proc.stdout)
-    return status, headers, body
+@pytest.fixture(scope="module")
+def fetch(fleet_ports) -> Callable[..., tuple[int, dict[str, str], str]]:
+    """fetch(path, node=WEB): GET http://<web1's address>:<fleet_port_http><path> from ``node``."""
+    base = f"http://{address(WEB)}:{fleet_ports['http']}"
+
+    def get(path: str, node: str = WEB) -> tuple[int, dict[str, str], str]:
+        proc = subprocess.run(
+            ["docker", "exec", node, "python3", "-c", FETCH, base + path], capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 0, proc.stderr
+        status, headers, body = json.loads(proc.stdout)
+        return status, headers, body
+
+    return get
 
 
 def converge(extra_vars: dict) -> subprocess.CompletedProcess[str]:
@@ -66,11 +71,12 @@ def converge(extra_vars: dict) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def lb_stopped():
+def lb_stopped(fleet_ports):
     sh(LB, "systemctl stop standin-backend")
     yield
     sh(LB, "systemctl start standin-backend")
-    assert sh(LB, f"timeout 20 sh -c 'until ss -Hltn | grep -q :{LB_PORT}; do sleep 0.2; done'").returncode == 0
+    lb_port = fleet_ports["lb_frontend"]
+    assert sh(LB, f"timeout 20 sh -c 'until ss -Hltn | grep -q :{lb_port}; do sleep 0.2; done'").returncode == 0
 
 
 def test_check_mode_reports_no_change_on_converged_host(check_mode_stats):
@@ -91,13 +97,13 @@ def test_config_is_valid_and_the_default_site_is_gone():
     ]
 
 
-def test_runs_and_listens():
+def test_runs_and_listens(fleet_ports):
     assert sh(WEB, "systemctl is-active nginx").stdout.strip() == "active"
     assert sh(WEB, "systemctl is-enabled nginx").stdout.strip() == "enabled"
-    assert f"0.0.0.0:{HTTP_PORT}" in sh(WEB, "ss -Hltn").stdout.split()
+    assert f"0.0.0.0:{fleet_ports['http']}" in sh(WEB, "ss -Hltn").stdout.split()
 
 
-def test_proxies_to_the_cells_lb_with_forwarding_headers():
+def test_proxies_to_the_cells_lb_with_forwarding_headers(fetch):
     status, _, body = fetch("/items?x=1", node=LB)
     assert status == 200
     seen = json.loads(body)
@@ -112,15 +118,16 @@ def test_proxies_to_the_cells_lb_with_forwarding_headers():
     assert "connection" not in got
 
 
-def test_upstream_connections_are_kept_alive():
+def test_upstream_connections_are_kept_alive(fetch, fleet_ports):
     for _ in range(3):
         assert fetch("/items")[0] == 200
-    established = sh(WEB, f"ss -Htn state established '( dport = :{LB_PORT} )'").stdout.splitlines()
+    lb_port = fleet_ports["lb_frontend"]
+    established = sh(WEB, f"ss -Htn state established '( dport = :{lb_port} )'").stdout.splitlines()
     assert len(established) >= 1, "no idle keepalive connection to the LB"
 
 
 @pytest.mark.parametrize("path", ["/items", "/nginx-health"])
-def test_security_headers_and_no_version(path):
+def test_security_headers_and_no_version(fetch, path):
     status, headers, _ = fetch(path)
     assert status == 200
     for name, value in SECURITY_HEADERS.items():
@@ -128,7 +135,7 @@ def test_security_headers_and_no_version(path):
     assert headers["server"] == "nginx"  # server_tokens off: no version
 
 
-def test_access_log_is_json_with_request_and_upstream_times():
+def test_access_log_is_json_with_request_and_upstream_times(fetch, fleet_ports):
     fetch("/items?log=1")
     line = sh(WEB, f"grep -F '/items?log=1' {ACCESS_LOG} | tail -n 1").stdout
     entry = json.loads(line)
@@ -136,10 +143,10 @@ def test_access_log_is_json_with_request_and_upstream_times():
     assert entry["status"] == 200
     assert isinstance(entry["request_time"], float)
     assert float(entry["upstream_response_time"]) >= 0
-    assert entry["upstream_addr"] == f"{address(LB)}:{LB_PORT}"
+    assert entry["upstream_addr"] == f"{address(LB)}:{fleet_ports['lb_frontend']}"
 
 
-def test_health_endpoint_answers_without_the_upstream(lb_stopped):
+def test_health_endpoint_answers_without_the_upstream(fetch, lb_stopped):
     status, headers, body = fetch("/nginx-health")
     assert (status, body) == (200, "ok\n")
     assert headers["content-type"] == "text/plain"
@@ -155,7 +162,7 @@ def test_health_endpoint_answers_without_the_upstream(lb_stopped):
     ],
     ids=["unknown-directive", "unresolvable-upstream"],
 )
-def test_config_that_fails_validation_never_replaces_the_working_one(bad):
+def test_config_that_fails_validation_never_replaces_the_working_one(fetch, bad):
     before = sh(WEB, f"md5sum {CONFIG}").stdout
     master_before = sh(WEB, "cat /run/nginx.pid").stdout
     proc = converge(bad)

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,14 +58,21 @@ def address(node: str) -> str:
     return sh(node, "hostname -I").stdout.split()[0]
 
 
-def app_psql(node: str, user: str, query: str, target: str = PRIMARY) -> subprocess.CompletedProcess[str]:
-    """Connect over TCP from ``node`` to ``target``'s app database as ``user``, with its password."""
-    password = SECRETS[f"vault_postgresql_{user}_password"]
-    script = (
-        f"psql -XAtq -v ON_ERROR_STOP=1 'host={address(target)} port=5432 dbname=app user={user} "
-        f"connect_timeout=5' -c {quote(query)}"
-    )
-    return sh(node, script, env={"PGPASSWORD": password})
+@pytest.fixture(scope="module")
+def app_psql(fleet_ports) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """app_psql(node, user, query, target=PRIMARY): connect over TCP from ``node`` to
+    ``target``'s app database on fleet_port_postgres as ``user``, with its password.
+    (Local ``sql`` needs no port: Debian's psql wrapper reads it from the cluster.)"""
+
+    def connect(node: str, user: str, query: str, target: str = PRIMARY) -> subprocess.CompletedProcess[str]:
+        password = SECRETS[f"vault_postgresql_{user}_password"]
+        script = (
+            f"psql -XAtq -v ON_ERROR_STOP=1 'host={address(target)} port={fleet_ports['postgres']} dbname=app"
+            f" user={user} connect_timeout=5' -c {quote(query)}"
+        )
+        return sh(node, script, env={"PGPASSWORD": password})
+
+    return connect
 
 
 def converge(extra_vars: dict | None = None) -> tuple[subprocess.CompletedProcess[str], float]:
@@ -87,7 +95,7 @@ def wait_for(predicate, timeout: float, interval: float = 0.05) -> float | None:
 
 
 @pytest.fixture(scope="module")
-def table():
+def table(app_psql):
     """A table owned by the app's write user, created from the app host."""
     proc = app_psql(APP, "app_rw", "CREATE TABLE IF NOT EXISTS fleet_test (id bigint PRIMARY KEY, note text)")
     assert proc.returncode == 0, proc.stderr
@@ -101,11 +109,12 @@ def test_check_mode_reports_no_change_on_converged_cluster(check_mode_stats):
     assert hosts_with_drift(recap) == {}, output
 
 
-def test_primary_listens_on_its_private_address_only():
-    listening = sh(PRIMARY, "ss -Hltn 'sport = :5432'").stdout
+def test_primary_listens_on_its_private_address_only(fleet_ports):
+    port = fleet_ports["postgres"]
+    listening = sh(PRIMARY, f"ss -Hltn 'sport = :{port}'").stdout
     bound = sorted(line.split()[3] for line in listening.splitlines())
-    assert bound == sorted([f"{address(PRIMARY)}:5432", "127.0.0.1:5432", "[::1]:5432"]) or bound == sorted(
-        [f"{address(PRIMARY)}:5432", "127.0.0.1:5432"]
+    assert bound == sorted([f"{address(PRIMARY)}:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"]) or bound == sorted(
+        [f"{address(PRIMARY)}:{port}", f"127.0.0.1:{port}"]
     ), bound
     assert sql(PRIMARY, "SHOW password_encryption") == "scram-sha-256"
     assert sql(PRIMARY, "SELECT pg_is_in_recovery()") == "f"
@@ -157,12 +166,12 @@ def test_write_on_a_replica_fails(table):
         assert "read-only transaction" in proc.stderr
 
 
-def test_app_host_connects_to_primary_and_its_replica(table):
+def test_app_host_connects_to_primary_and_its_replica(app_psql, table):
     assert app_psql(APP, "app_rw", "SELECT 1").stdout.strip() == "1"
     assert app_psql(APP, "app_ro", f"SELECT count(*) >= 0 FROM {table}", target="db-replica1").stdout.strip() == "t"
 
 
-def test_host_outside_the_app_group_is_rejected_by_pg_hba():
+def test_host_outside_the_app_group_is_rejected_by_pg_hba(app_psql):
     # db-replica2 is a database host, not an app host: the right password is not enough.
     proc = app_psql("db-replica2", "app_rw", "SELECT 1")
     assert proc.returncode != 0
@@ -170,7 +179,7 @@ def test_host_outside_the_app_group_is_rejected_by_pg_hba():
     assert f'host "{address("db-replica2")}"' in proc.stderr
 
 
-def test_read_only_user_cannot_write(table):
+def test_read_only_user_cannot_write(app_psql, table):
     assert app_psql(APP, "app_ro", f"SELECT count(*) >= 0 FROM {table}").stdout.strip() == "t"
     for statement in (
         f"INSERT INTO {table} VALUES (-2, 'no')",
@@ -188,7 +197,7 @@ WRITER = r"""
 i=0
 while [ ! -e /tmp/fleet-writer-stop ]; do
   i=$((i+1))
-  if psql -XAtq -v ON_ERROR_STOP=1 "host=$PRIMARY port=5432 dbname=app user=app_rw connect_timeout=5" \
+  if psql -XAtq -v ON_ERROR_STOP=1 "host=$PRIMARY port=$PGPORT dbname=app user=app_rw connect_timeout=5" \
        -c "INSERT INTO fleet_writes VALUES ($i)" >/dev/null 2>>/tmp/fleet-writer.err; then
     echo "$i"
   fi
@@ -208,7 +217,7 @@ def replica_identity(node: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def reconverge_under_load():
+def reconverge_under_load(app_psql, fleet_ports):
     """Converge again with a reload-only change while db-app1 inserts rows continuously."""
     assert app_psql(APP, "app_rw", "CREATE TABLE IF NOT EXISTS fleet_writes (id bigint PRIMARY KEY)").returncode == 0
     for node in REPLICAS:
@@ -223,6 +232,8 @@ def reconverge_under_load():
             f"PGPASSWORD={SECRETS['vault_postgresql_app_rw_password']}",
             "-e",
             f"PRIMARY={address(PRIMARY)}",
+            "-e",
+            f"PGPORT={fleet_ports['postgres']}",
             APP,
             "bash",
             "-c",
