@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import importlib.util
 import json
 import os
 import re
@@ -37,28 +36,11 @@ import sys
 import time
 from pathlib import Path
 
+from scripts.engine import engine_env
+
 ROOT = Path(__file__).resolve().parents[1]
 # The name of a run's report directory: <UTC time>-<check|recheck>.
 RUN_DIR = re.compile(r"^\d{8}T\d{6}Z-(check|recheck)$")
-
-
-def engine_env(engine: str) -> dict[str, str]:
-    """The environment that selects how Ansible reaches the hosts.
-
-    "mitogen": Mitogen's linear strategy keeps one Python interpreter per host for
-    the whole run instead of starting one (and re-importing Ansible's module_utils)
-    per task; same tasks, same order, same results, about half the wall time
-    (docs/benchmarks.md). "ansible": the stock linear strategy.
-    """
-    if engine == "ansible":
-        return {}
-    spec = importlib.util.find_spec("ansible_mitogen")
-    if spec is None or spec.origin is None:
-        raise SystemExit(
-            "[drift] --engine mitogen needs the mitogen package (requirements.txt); or use --engine ansible"
-        )
-    strategies = Path(spec.origin).parent / "plugins" / "strategy"
-    return {"ANSIBLE_STRATEGY_PLUGINS": str(strategies), "ANSIBLE_STRATEGY": "mitogen_linear"}
 
 
 # An inventory source that fails to load (expired AWS credentials, a typo in -i)
@@ -66,19 +48,57 @@ def engine_env(engine: str) -> dict[str, str]:
 STRICT_INVENTORY = {"ANSIBLE_INVENTORY_UNPARSED_FAILED": "true", "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true"}
 
 
-def selected_hosts(inventory: str, limit: str | None) -> tuple[list[str] | None, str]:
-    """The hosts the inventory and --limit select, or None and the reason they could not be listed."""
+def inventory_list(inventory: str, limit: str | None) -> tuple[dict | None, str]:
+    """`ansible-inventory --list` of the inventory (and --limit), or None and why it failed."""
     cmd = ["ansible-inventory", "-i", inventory, "--list"] + (["--limit", limit] if limit else [])
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), **STRICT_INVENTORY)
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         return None, (proc.stderr.strip() or proc.stdout.strip())[-2000:]
-    data = json.loads(proc.stdout)
+    return json.loads(proc.stdout), ""
+
+
+def group_members(data: dict) -> dict[str, set[str]]:
+    """Every group of an `ansible-inventory --list` with all its hosts, children's included."""
+
+    def members(name: str, seen: frozenset[str] = frozenset()) -> set[str]:
+        group = data.get(name, {})
+        hosts = set(group.get("hosts", []))
+        for child in group.get("children", []):
+            if child not in seen:
+                hosts |= members(child, seen | {name})
+        return hosts
+
+    return {name: members(name) for name in data if name != "_meta"}
+
+
+def selected_hosts(inventory: str, limit: str | None) -> tuple[list[str] | None, str]:
+    """The hosts the inventory and --limit select, or None and the reason they could not be listed."""
+    data, why = inventory_list(inventory, limit)
+    if data is None:
+        return None, why
     hosts = set(data.get("_meta", {}).get("hostvars", {}))
     for name, group in data.items():
         if name != "_meta" and isinstance(group, dict):
             hosts.update(group.get("hosts", []))
     return sorted(hosts), ""
+
+
+# A correction converges only the hosts that need it, plus the hosts their roles
+# need in the same play: a replica is cloned and checked against its primary, so
+# role postgresql refuses a run of a replica without it (its preflight).
+CORRECT_TOGETHER = {"db_replicas": "db_primary"}
+
+
+def hosts_to_correct(report: dict, groups: dict[str, set[str]]) -> list[str]:
+    """The hosts with drift or a failed check, and the hosts they need beside them.
+
+    Unreachable hosts are left out (nothing can reach them); clean ones are not touched."""
+    hosts = set(report["hosts_with_drift"]) | set(report["hosts_failed"])
+    for group, companion in CORRECT_TOGETHER.items():
+        if hosts & groups.get(group, set()):
+            hosts |= groups.get(companion, set())
+    return sorted(hosts)
 
 
 def run_playbook(
@@ -208,8 +228,16 @@ def run(args: argparse.Namespace) -> int:
     report, out_dir = check(args, "check")
     # Nothing checked (the inventory failed or selected nobody): nothing to correct.
     if args.correct and report is not None and exit_status(report) != 0:
-        run_playbook(args.inventory, args.limit, args.tags, False, out_dir, args.engine)
-        print(f"[drift] corrected (log: {out_dir / 'correct.log'}); checking again")
+        data, why = inventory_list(args.inventory, args.limit)
+        if data is None:
+            print(f"[drift] correct: the inventory {args.inventory} failed to load; nothing corrected:\n{why}")
+            return 1
+        hosts = hosts_to_correct(report, group_members(data))
+        if not hosts:
+            print("[drift] correct: no host has drift or a failed check; nothing corrected")
+            return exit_status(report)
+        run_playbook(args.inventory, ",".join(hosts), args.tags, False, out_dir, args.engine)
+        print(f"[drift] corrected {', '.join(hosts)} (log: {out_dir / 'correct.log'}); checking again")
         report, _ = check(args, "recheck")
     return exit_status(report)
 

@@ -27,6 +27,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from scripts.engine import engine_env
 from scripts.recap import parse_recap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,11 +224,11 @@ FATAL = re.compile(r"^(?:fatal|failed): \[(?P<host>[^\]]+)\]", re.M)
 TASK = re.compile(r"^TASK \[(?P<task>.+?)\] \*+", re.M)
 
 
-def converge(extra: list[str]) -> dict[str, dict[str, int]]:
+def converge(extra: list[str], engine: str = "ansible") -> dict[str, dict[str, int]]:
     """Run playbooks/site.yml over the lab; on failure say which host and task, and how to retry."""
     log = LAB_DIR / "converge.log"
     cmd = ["ansible-playbook", "-i", str(ROOT / "inventories" / "lab"), str(ROOT / "playbooks" / "site.yml"), *extra]
-    env = ansible_env()
+    env = dict(ansible_env(), **engine_env(engine))
     env.setdefault("ANSIBLE_NOCOLOR", "1")
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
@@ -330,8 +331,8 @@ def cmd_up(args: argparse.Namespace) -> None:
         return
     with Phase("build the app release on the controller (hosts never reach PyPI)"):
         sh(str(ROOT / "scripts" / "build-release.sh"), capture=False, stdout=subprocess.DEVNULL)
-    with Phase("converge with playbooks/site.yml"):
-        recap = converge(args.ansible_args)
+    with Phase(f"converge with playbooks/site.yml (engine {args.engine})"):
+        recap = converge(args.ansible_args, args.engine)
     changed = sum(stats["changed"] for stats in recap.values())
     print(f"[lab] converge: {len(recap)} hosts, changed={changed}")
     with Phase("smoke check through the ELB stand-in"):
@@ -379,6 +380,12 @@ def main(argv: list[str] | None = None) -> None:
     up = sub.add_parser("up", help="create and converge the lab, then smoke-test it")
     up.add_argument("--cells", type=int, default=2, help="number of cells (default 2)")
     up.add_argument("--no-converge", action="store_true", help="only create the hosts")
+    up.add_argument(
+        "--engine",
+        choices=["mitogen", "ansible"],
+        default=os.environ.get("FLEET_ENGINE", "ansible"),
+        help="ansible (the stock strategy, default) or mitogen (faster); $FLEET_ENGINE sets the default",
+    )
     up.add_argument("ansible_args", nargs=argparse.REMAINDER, help="passed to ansible-playbook after --")
     sub.add_parser("down", help="remove everything the lab made")
     sub.add_parser("status", help="show the lab's hosts")

@@ -1,5 +1,6 @@
-"""Drift: a converged fleet reports none; hand-made drift is reported exactly and corrected
-while the app keeps serving."""
+"""Drift: hand-made drift is reported exactly and corrected on just the hosts that need it
+while the app keeps serving, after which the whole fleet checks clean; a host lost during a
+run is reported unreachable while the rest are checked."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from scripts.drift import exit_status
 from scripts.lab import container_ip
+from scripts.recap import parse_recap
 from tests.conftest import ROOT, ansible_env
 from tests.lab.conftest import ELB, http, wait_until
 
@@ -47,26 +50,10 @@ def drift(tmp_path: Path, *args: str) -> tuple[int, dict, str]:
 
 
 def test_drift_is_reported_exactly_and_corrected_while_serving(tmp_path):
-    rc, report, out = drift(tmp_path)
-    assert rc == 0, out
-    assert report["hosts_with_drift"] == []
-    assert report["hosts_checked"] == 14
-
     for host, (command, _) in DRIFT.items():
         subprocess.run(["docker", "exec", host, "sh", "-c", command], check=True, capture_output=True)
 
-    rc, report, out = drift(tmp_path)
-    assert rc == 2, out
-    assert report["hosts_with_drift"] == sorted(DRIFT)
-    assert report["hosts_failed"] == report["hosts_unreachable"] == []
-    for host, (_, role) in DRIFT.items():
-        roles = {change["role"] for change in report["hosts"][host]["changes"]}
-        assert role in roles, (host, report["hosts"][host]["changes"])
-    markdown = (tmp_path / "latest" / "drift.md").read_text()
-    assert "intruder" in markdown
-    assert "hand edit" in markdown
-
-    # Correct while a client keeps using the fleet through the ELB stand-in.
+    # Check and correct while a client keeps using the fleet through the ELB stand-in.
     failures, served, stop = [], [0], threading.Event()
 
     def client() -> None:
@@ -84,8 +71,32 @@ def test_drift_is_reported_exactly_and_corrected_while_serving(tmp_path):
     finally:
         stop.set()
         worker.join()
+
+    # The check before the correction found exactly the hand-made drift, each in its role.
+    checked = json.loads(next(tmp_path.glob("*-check/drift.json")).read_text())
+    assert exit_status(checked) == 2, checked["summary"]
+    assert checked["hosts_checked"] == 14
+    assert checked["hosts_with_drift"] == sorted(DRIFT)
+    assert checked["hosts_failed"] == checked["hosts_unreachable"] == []
+    for host, (_, role) in DRIFT.items():
+        roles = {change["role"] for change in checked["hosts"][host]["changes"]}
+        assert role in roles, (host, checked["hosts"][host]["changes"])
+    markdown = next(tmp_path.glob("*-check/drift.md")).read_text()
+    assert "intruder" in markdown
+    assert "hand edit" in markdown
+    assert f"[drift] check: 14 hosts checked: {len(DRIFT)} with drift" in out
+
+    # Only those hosts were converged, with replica2's primary (a replica is checked
+    # against it); the clean ones were left alone.
+    corrected = sorted({*DRIFT, "primary"})
+    assert f"[drift] corrected {', '.join(corrected)} " in out, out
+    converged = parse_recap(next(tmp_path.glob("*-check/correct.log")).read_text())
+    assert sorted(converged) == corrected
+
+    # The check after it: the whole fleet clean, and not one request failed meanwhile.
     assert rc == 0, out
-    assert report["hosts_with_drift"] == []
+    assert report["hosts_checked"] == 14
+    assert report["hosts_with_drift"] == report["hosts_failed"] == report["hosts_unreachable"] == []
     assert served[0] > 50
     assert failures == [], f"{len(failures)} of {served[0]} requests failed: {failures[:3]}"
 

@@ -10,7 +10,7 @@ import sys
 import ansible_runner
 import pytest
 
-from scripts.drift import engine_env
+from scripts.engine import engine_env
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.lab

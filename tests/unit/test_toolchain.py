@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import json
 import re
 from importlib import metadata
@@ -82,4 +83,10 @@ def test_ansible_cfg_is_what_operators_need():
     plugins = {name: opts for entry in json.loads(proc.stdout) for name, opts in entry.items()}
     ssh = {item["name"]: item["value"] for item in plugins["ssh"]}
     assert ssh["pipelining"] is True
+    # In [connection], not [ssh_connection]: the docker connection of the container and
+    # molecule tests reads only that section (ansible-config cannot dump collection plugins).
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "ansible.cfg")
+    assert cfg.getboolean("connection", "pipelining")
+    assert not cfg.has_option("ssh_connection", "pipelining")
     assert "ControlPersist" in ssh["ssh_args"]

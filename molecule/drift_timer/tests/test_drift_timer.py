@@ -48,16 +48,21 @@ def service(host, *props: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.splitlines())
 
 
-def journal_of_last_run(host) -> str:
-    """Everything the last run and systemd said about it, by its invocation id, up to
-    the result line (journald may take a moment to store a stream's last lines)."""
-    invocation = service(host, "InvocationID")["InvocationID"]
-    assert invocation
+def journal_cursor(host) -> str:
+    """Where the journal ends now; a run's lines are the ones after it."""
+    out = host.check_output("journalctl -n 0 --show-cursor")
+    return out.rsplit("-- cursor: ", 1)[1].strip()
+
+
+def journal_since(host, cursor: str) -> str:
+    """What the unit logged after `cursor`, read as the README tells operators to
+    (`journalctl -u`), up to the result line. Not by invocation id: journald tags a
+    line with the invocation only if it can still read the writer's cgroup, and the
+    ExecStopPost echo has often exited by then. The unit name comes from the stream
+    itself, so `-u` always finds it. journald may take a moment to store the last lines."""
     deadline = time.monotonic() + 15
     while True:
-        journal = host.check_output(
-            f"journalctl -o cat INVOCATION_ID={invocation} + _SYSTEMD_INVOCATION_ID={invocation}"
-        )
+        journal = host.check_output(f"journalctl -o cat -u {UNIT}.service --after-cursor='{cursor}'")
         if "fleet-drift: result" in journal or time.monotonic() > deadline:
             return journal
         time.sleep(0.5)
@@ -68,8 +73,10 @@ def latest_report(host) -> dict:
 
 
 def start_run(host):
-    """Start the service as the timer does and wait for it to finish."""
-    return host.run(f"systemctl start {UNIT}.service")
+    """Start the service as the timer does and wait for it to finish; returns the
+    result and the journal cursor from before the start."""
+    cursor = journal_cursor(host)
+    return host.run(f"systemctl start {UNIT}.service"), cursor
 
 
 def wait_until_idle(host, timeout: float = 180) -> None:
@@ -204,11 +211,11 @@ def test_vault_password_is_the_run_users_only(host):
 
 
 def test_a_run_on_a_clean_fleet_exits_0(host):
-    out = start_run(host)
+    out, cursor = start_run(host)
     assert out.rc == 0, out.stderr
     props = service(host, "Result", "ExecMainStatus")
     assert (props["Result"], props["ExecMainStatus"]) == ("success", "0")
-    journal = journal_of_last_run(host)
+    journal = journal_since(host, cursor)
     assert "[drift] check: 1 hosts checked: 0 with drift (0 changes), 0 failed, 0 unreachable" in journal
     assert "fleet-drift: result success, exit status 0" in journal
     report = latest_report(host)
@@ -219,11 +226,11 @@ def test_a_run_on_a_clean_fleet_exits_0(host):
 
 def test_drift_fails_the_unit_with_exit_status_2(host, target):
     target.check_output(f"printf 'intruder ALL=(ALL) NOPASSWD: ALL\\n' > {INTRUDER} && chmod 0440 {INTRUDER}")
-    out = start_run(host)
+    out, cursor = start_run(host)
     assert out.rc != 0
     props = service(host, "Result", "ExecMainStatus", "ActiveState")
     assert props == {"Result": "exit-code", "ExecMainStatus": "2", "ActiveState": "failed"}
-    journal = journal_of_last_run(host)
+    journal = journal_since(host, cursor)
     assert "[drift] check: 1 hosts checked: 1 with drift" in journal
     assert "status=2/INVALIDARGUMENT" in journal
     assert "fleet-drift: result exit-code, exit status 2" in journal
