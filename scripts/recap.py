@@ -21,3 +21,14 @@ def hosts_with_drift(recap: dict[str, dict[str, int]]) -> dict[str, dict[str, in
     """The hosts of ``recap`` that changed, failed or were unreachable: after a
     converge, a check run must leave this empty."""
     return {host: stats for host, stats in recap.items() if any(stats[k] for k in ("changed", "unreachable", "failed"))}
+
+
+TASK_COUNTS = re.compile(r"^\S+\s+: ok=(\d+)\s+changed=\d+\s+unreachable=\d+\s+failed=(\d+)\s+skipped=(\d+)", re.M)
+
+
+def host_tasks(output: str) -> int:
+    """How many host-tasks a run did: ok (changed included), failed and skipped, over every host.
+
+    The work a run costs, independent of the machine's speed: CI holds the no-op
+    converge of the lab to a ceiling of these (bench/ceilings.yml)."""
+    return sum(int(ok) + int(failed) + int(skipped) for ok, failed, skipped in TASK_COUNTS.findall(output))

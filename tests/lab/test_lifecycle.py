@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
+from scripts.recap import host_tasks
 from tests.conftest import ROOT, ansible_env
 
 pytestmark = pytest.mark.lab
@@ -34,7 +36,13 @@ def test_up_on_a_running_lab_converges_with_no_change():
     summary = re.search(r"converge: (\d+) hosts, changed=(\d+)", proc.stdout)
     assert summary, proc.stdout
     assert int(summary[1]) == 14, proc.stdout  # 13 fleet hosts + the ELB stand-in
-    assert int(summary[2]) == 0, (ROOT / ".cache" / "lab" / "converge.log").read_text()[-6000:]
+    log = (ROOT / ".cache" / "lab" / "converge.log").read_text()
+    assert int(summary[2]) == 0, log[-6000:]
+    # The work of a no-op run, held to its recorded ceiling: a change that adds tasks
+    # per host (or loops over the fleet) shows here, whatever the machine's speed.
+    ceiling = yaml.safe_load((ROOT / "bench" / "ceilings.yml").read_text())["noop_site_host_tasks"]
+    assert ceiling["cells"] == 2
+    assert host_tasks(log) <= ceiling["ceiling"], f"{host_tasks(log)} host-tasks, ceiling {ceiling['ceiling']}"
 
 
 def test_status_lists_every_host():

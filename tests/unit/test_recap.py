@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from scripts.recap import hosts_with_drift, parse_recap
+import yaml
+
+from scripts.recap import host_tasks, hosts_with_drift, parse_recap
+from tests.conftest import ROOT
 
 OUTPUT = """
 PLAY RECAP *********************************************************************
@@ -26,3 +29,15 @@ def test_hosts_with_drift_names_changed_unreachable_and_failed_hosts():
 def test_no_recap_means_nothing_to_report():
     assert parse_recap("fatal: [x]: FAILED!") == {}
     assert hosts_with_drift({}) == {}
+
+
+def test_host_tasks_count_ok_failed_and_skipped_of_every_host():
+    # ok (changed is part of it) + failed + skipped: 51+4, 40+9, 2, 12+1.
+    assert host_tasks(OUTPUT) == 55 + 49 + 2 + 13
+    assert host_tasks("no recap here") == 0
+
+
+def test_the_no_op_ceiling_is_a_ceiling_above_what_was_measured():
+    ceilings = yaml.safe_load((ROOT / "bench" / "ceilings.yml").read_text())
+    noop = ceilings["noop_site_host_tasks"]
+    assert 0 < noop["measured"] <= noop["ceiling"] < 2 * noop["measured"]
