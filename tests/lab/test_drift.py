@@ -31,6 +31,8 @@ DRIFT = {
     ),
     "app4": ("rm /etc/fleet-app/app.env", "app"),
     "web1": ("echo 'intruder ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/intruder", "base"),
+    # A secret file's mode: reported with its diff, the password inside still hidden.
+    "replica1": ("chmod 0644 /var/lib/postgresql/.pgpass", "postgresql"),
 }
 
 
@@ -84,6 +86,20 @@ def test_drift_is_reported_exactly_and_corrected_while_serving(tmp_path):
     markdown = next(tmp_path.glob("*-check/drift.md")).read_text()
     assert "intruder" in markdown
     assert "hand edit" in markdown
+
+    # no_log files: content hidden, but existence, owner and mode are reported in the open.
+    def diff_of(host: str, task: str) -> str:
+        diffs = [c["diff"] for c in checked["hosts"][host]["changes"] if c["task"].endswith(task)]
+        assert len(diffs) == 1, (task, checked["hosts"][host]["changes"])
+        return diffs[0]
+
+    hidden = diff_of("replica1", "Store the replication password for the postgres account")
+    assert hidden == "(hidden: the task handles a secret)"
+    shown = diff_of("replica1", "Keep the password file's owner and mode")
+    assert '-    "mode": "0644",' in shown, shown
+    assert '+    "mode": "0600",' in shown, shown
+    # A deleted one: its companion task reports that the file must be made again.
+    diff_of("app4", "Keep the environment file's owner and mode")
     assert f"[drift] check: 14 hosts checked: {len(DRIFT)} with drift" in out
 
     # Only those hosts were converged, with replica2's primary (a replica is checked
