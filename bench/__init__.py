@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that measure fleet on the lab (docs/benchmarks.md)."""
