@@ -192,6 +192,97 @@ def test_read_only_user_cannot_write(app_psql, table):
         assert "permission denied" in proc.stderr, proc.stderr
 
 
+# --- The clone guard: a replica whose control file cannot be read is never wiped -----
+#
+# On db-replica1, its global/pg_control made unreadable, a converge must stop naming
+# the host and the file and leave the data directory as it was: unreadable (mode
+# 000) in a normal run, garbage (a CRC mismatch, which pg_controldata only warns
+# about) in --check, as a drift run does. The control: a standby of another cluster,
+# whose control file reads fine, is cloned again. Before the re-converge tests
+# (file order is run order): the cluster runs converge.yml's own settings.
+
+GUARDED = "db-replica1"
+GUARD_TASK = "replica | Stop when the control file cannot be read"
+CONTROL_FILE = f"{DATA_DIR}/global/pg_control"
+MARKER = f"{DATA_DIR}/fleet-guard-marker"
+
+
+def on_guarded(script: str) -> str:
+    proc = sh(GUARDED, script)
+    assert proc.returncode == 0, f"{GUARDED}: {script}: {proc.stdout}{proc.stderr}"
+    return proc.stdout
+
+
+def data_dir_fingerprint() -> str:
+    """What a wipe or a clone would change: the marker, PG_VERSION, the file list, standby.signal."""
+    return on_guarded(
+        f"cat {MARKER} {DATA_DIR}/PG_VERSION; ls {DATA_DIR}; test -e {DATA_DIR}/standby.signal && echo standby"
+    )
+
+
+def system_identifier(node: str) -> str:
+    return sql(node, "SELECT system_identifier FROM pg_control_system()", db="postgres")
+
+
+def assert_stopped_by_the_guard(proc: subprocess.CompletedProcess[str], before: str, problem: str) -> None:
+    output = proc.stdout + proc.stderr
+    # First what matters most: the data directory is still the one that was there.
+    assert data_dir_fingerprint() == before, f"the data directory was wiped or changed:\n{output[-4000:]}"
+    assert proc.returncode != 0, output[-4000:]
+    failed_task = output.split("fatal:")[0].rsplit("TASK [", 1)[-1]
+    assert failed_task.startswith(f"postgresql : {GUARD_TASK}"), output[-4000:]
+    message = " ".join(output.split())
+    assert f"{GUARDED}: cannot read the control file {CONTROL_FILE}" in message, output[-4000:]
+    assert problem in message, output[-4000:]
+    assert f"nothing was changed in {DATA_DIR}: no clone, no wipe" in message, output[-4000:]
+    assert parse_recap(output)[GUARDED]["changed"] == 0
+
+
+@pytest.fixture
+def marked() -> Iterator[str]:
+    """A marker in the guarded replica's data directory; the fingerprint with it in place."""
+    on_guarded(f"echo {uuid.uuid4().hex} > {MARKER}")
+    yield data_dir_fingerprint()
+    sh(GUARDED, f"rm -f {MARKER}")
+
+
+def test_unreadable_control_file_stops_the_run_before_any_wipe(marked):
+    on_guarded(f"chmod 000 {CONTROL_FILE}")
+    try:
+        proc, _ = converge()
+        assert_stopped_by_the_guard(proc, marked, "Permission denied")
+    finally:
+        sh(GUARDED, f"chmod 600 {CONTROL_FILE}")
+
+
+def test_corrupt_control_file_stops_a_check_run_too(marked):
+    """Garbage of the right size, where pg_controldata only warns (exit 0); in --check, as a drift run does."""
+    on_guarded(f"cp -p {CONTROL_FILE} /root/pg_control.good && head -c 8192 /dev/urandom > {CONTROL_FILE}")
+    try:
+        proc, _ = converge(None, "--check")
+        assert_stopped_by_the_guard(proc, marked, "CRC checksum does not match")
+    finally:
+        sh(GUARDED, f"cp -p /root/pg_control.good {CONTROL_FILE}")
+
+
+def test_standby_of_another_cluster_is_cloned_again():
+    """A readable control file with another system identifier (a fresh initdb with standby.signal) is replaced."""
+    service = "postgresql@15-main"
+    on_guarded(
+        f"systemctl stop {service} && rm -rf {DATA_DIR}"
+        f" && runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb --auth=peer -D {DATA_DIR} >/dev/null"
+        f" && runuser -u postgres -- touch {DATA_DIR}/standby.signal {MARKER} && systemctl start {service}"
+    )
+    assert system_identifier(GUARDED) != system_identifier(PRIMARY)
+    proc, _ = converge()
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert system_identifier(GUARDED) == system_identifier(PRIMARY), proc.stdout[-4000:]
+    assert sh(GUARDED, f"test -e {MARKER}").returncode == 1, "the other cluster's files are still there"
+    on_guarded(f"test -e {DATA_DIR}/standby.signal")
+    streaming = wait_for(lambda: sql(PRIMARY, "SELECT count(*) FROM pg_stat_replication") == "2", 30)
+    assert streaming is not None, "the re-cloned replica does not stream"
+
+
 # --- Re-converge with a reload-only change while an app writes -----------------
 
 WRITER = r"""
@@ -343,97 +434,3 @@ def test_promoted_replica_with_data_is_not_wiped(promoted_replica):
     assert after["marker"] == "db-replica2-not-recloned"
     assert "app" in promoted_replica["databases"].split()
     assert sh("db-replica2", f"test -e {DATA_DIR}/standby.signal").returncode != 0
-
-
-# --- The clone guard: a replica whose control file cannot be read is never wiped -----
-#
-# On db-replica1 (db-replica2 is still the promoted one above): its global/pg_control
-# made unreadable, a converge must stop naming the host and the file and leave the
-# data directory as it was: unreadable (mode 000) in a normal run, garbage (a CRC
-# mismatch, which pg_controldata only warns about) in --check, as a drift run does.
-# The control: a standby of another cluster, whose control file reads fine, is
-# cloned again. The runs leave db-replica2 out (--limit); the app host stays in for
-# pg_hba's addresses.
-
-GUARDED = "db-replica1"
-GUARD_LIMIT = ("--limit", f"{PRIMARY},{GUARDED},{APP}")
-GUARD_TASK = "replica | Stop when the control file cannot be read"
-CONTROL_FILE = f"{DATA_DIR}/global/pg_control"
-MARKER = f"{DATA_DIR}/fleet-test-marker"
-
-
-def on_guarded(script: str) -> str:
-    proc = sh(GUARDED, script)
-    assert proc.returncode == 0, f"{GUARDED}: {script}: {proc.stdout}{proc.stderr}"
-    return proc.stdout
-
-
-def data_dir_fingerprint() -> str:
-    """What a wipe or a clone would change: the marker, PG_VERSION, the file list, standby.signal."""
-    return on_guarded(
-        f"cat {MARKER} {DATA_DIR}/PG_VERSION; ls {DATA_DIR}; test -e {DATA_DIR}/standby.signal && echo standby"
-    )
-
-
-def system_identifier(node: str) -> str:
-    return sql(node, "SELECT system_identifier FROM pg_control_system()", db="postgres")
-
-
-def assert_stopped_by_the_guard(proc: subprocess.CompletedProcess[str], before: str, problem: str) -> None:
-    output = proc.stdout + proc.stderr
-    # First what matters most: the data directory is still the one that was there.
-    assert data_dir_fingerprint() == before, f"the data directory was wiped or changed:\n{output[-4000:]}"
-    assert proc.returncode != 0, output[-4000:]
-    failed_task = output.split("fatal:")[0].rsplit("TASK [", 1)[-1]
-    assert failed_task.startswith(f"postgresql : {GUARD_TASK}"), output[-4000:]
-    message = " ".join(output.split())
-    assert f"{GUARDED}: cannot read the control file {CONTROL_FILE}" in message, output[-4000:]
-    assert problem in message, output[-4000:]
-    assert f"nothing was changed in {DATA_DIR}: no clone, no wipe" in message, output[-4000:]
-    assert parse_recap(output)[GUARDED]["changed"] == 0
-
-
-@pytest.fixture
-def marked(promoted_replica) -> Iterator[str]:
-    """A marker in the guarded replica's data directory; the fingerprint with it in place.
-    (After the promoted-replica tests: file order is run order.)"""
-    on_guarded(f"echo {uuid.uuid4().hex} > {MARKER}")
-    yield data_dir_fingerprint()
-    sh(GUARDED, f"rm -f {MARKER}")
-
-
-def test_unreadable_control_file_stops_the_run_before_any_wipe(marked):
-    on_guarded(f"chmod 000 {CONTROL_FILE}")
-    try:
-        proc, _ = converge(None, *GUARD_LIMIT)
-        assert_stopped_by_the_guard(proc, marked, "Permission denied")
-    finally:
-        sh(GUARDED, f"chmod 600 {CONTROL_FILE}")
-
-
-def test_corrupt_control_file_stops_a_check_run_too(marked):
-    """Garbage of the right size, where pg_controldata only warns (exit 0); in --check, as a drift run does."""
-    on_guarded(f"cp -p {CONTROL_FILE} /root/pg_control.good && head -c 8192 /dev/urandom > {CONTROL_FILE}")
-    try:
-        proc, _ = converge(None, "--check", *GUARD_LIMIT)
-        assert_stopped_by_the_guard(proc, marked, "CRC checksum does not match")
-    finally:
-        sh(GUARDED, f"cp -p /root/pg_control.good {CONTROL_FILE}")
-
-
-def test_standby_of_another_cluster_is_cloned_again(promoted_replica):
-    """A readable control file with another system identifier (a fresh initdb with standby.signal) is replaced."""
-    service = "postgresql@15-main"
-    on_guarded(
-        f"systemctl stop {service} && rm -rf {DATA_DIR}"
-        f" && runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb --auth=peer -D {DATA_DIR} >/dev/null"
-        f" && runuser -u postgres -- touch {DATA_DIR}/standby.signal {MARKER} && systemctl start {service}"
-    )
-    assert system_identifier(GUARDED) != system_identifier(PRIMARY)
-    proc, _ = converge(None, *GUARD_LIMIT)
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    assert system_identifier(GUARDED) == system_identifier(PRIMARY), proc.stdout[-4000:]
-    assert sh(GUARDED, f"test -e {MARKER}").returncode == 1, "the other cluster's files are still there"
-    on_guarded(f"test -e {DATA_DIR}/standby.signal")
-    streaming = wait_for(lambda: sql(PRIMARY, "SELECT count(*) FROM pg_stat_replication") == "1", 30)
-    assert streaming is not None, "the re-cloned replica does not stream (db-replica2 is still promoted)"
