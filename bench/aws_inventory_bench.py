@@ -16,12 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import shutil
 import statistics
 import string
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,27 +25,10 @@ from pathlib import Path
 
 import boto3
 
-from tests.aws.conftest import MOTO_AMI, REGION, moto_server
+from tests.aws.conftest import MOTO_AMI, REGION, aws_run, moto_server, operator_inventory
 
-ROOT = Path(__file__).resolve().parents[1]
 # One cell's hosts and their tags, as provision.yml makes them (the primary is added once).
 CELL = [("web", 2), ("lb", 1), ("app", 2), ("db", 1)]
-
-
-def fake_aws(url: str) -> dict[str, str]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    env.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION=REGION,
-        AWS_ENDPOINT_URL=url,
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    )
-    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
-        env.pop(key, None)
-    return env
 
 
 def cell_names(count: int) -> list[str]:
@@ -96,9 +75,10 @@ def launch(url: str, instances: int) -> dict[str, int]:
     return expected
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, dict]:
+def timed(cmd: list[str], url: str) -> tuple[float, dict]:
+    """Run an ansible command as the AWS tests do (moto's fake credentials, nothing else of AWS)."""
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    proc = aws_run(cmd, url)
     seconds = time.monotonic() - t0
     if proc.returncode != 0:
         raise SystemExit(f"[bench] {' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
@@ -117,22 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.instances < 1 or args.runs < 1:
         parser.error("--instances and --runs must be 1 or more")
     with tempfile.TemporaryDirectory() as tmp, moto_server(Path(tmp) / "moto.log") as url:
-        inv = Path(tmp) / "aws"
-        shutil.copytree(ROOT / "inventories" / "aws", inv)
-        config = inv / "fleet.aws_ec2.yml"
-        text = re.sub(r"^cache_connection: .*$", f"cache_connection: {inv / '.cache'}", config.read_text(), flags=re.M)
-        config.write_text(text + f"endpoint_url: {url}\n")
+        inv = operator_inventory(Path(tmp) / "aws", url)
         t0 = time.monotonic()
         expected = launch(url, args.instances)
         print(f"[bench] launched {args.instances} instances on moto in {time.monotonic() - t0:.0f} s")
-        env = fake_aws(url)
         listing = ["ansible-inventory", "-i", str(inv), "--list"]
         uncached, cached = [], []
         for _ in range(args.runs):
-            seconds, data = timed([*listing, "--flush-cache"], env)
+            seconds, data = timed([*listing, "--flush-cache"], url)
             uncached.append(seconds)
             for _ in range(3):
-                seconds, cached_data = timed(listing, env)
+                seconds, cached_data = timed(listing, url)
                 cached.append(seconds)
             assert cached_data == data, "the cached listing differs from the one AWS gave"
         hosts = len(data["_meta"]["hostvars"])

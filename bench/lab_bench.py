@@ -31,6 +31,7 @@ from pathlib import Path
 
 from scripts.engine import engine_env
 from scripts.recap import host_tasks
+from tests.conftest import ansible_env as env
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB_LOG = ROOT / ".cache" / "lab" / "converge.log"  # lab up writes its converge here
@@ -55,13 +56,6 @@ FIGURES = {
     "check": "`site.yml --check --diff`, stock strategy",
     "drift": "`bin/fleet drift` (Mitogen, the default)",
 }
-
-
-def env(**extra: str) -> dict[str, str]:
-    out = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    out["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{out.get('PATH', '')}"
-    out.update(extra)
-    return out
 
 
 def timed(cmd: list[str], environment: dict[str, str], log: Path | None = None) -> dict:

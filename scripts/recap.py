@@ -6,7 +6,7 @@ import re
 
 RECAP = re.compile(
     r"^(?P<host>\S+)\s+: ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+"
-    r"unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)",
+    r"unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)(?:\s+skipped=(?P<skipped>\d+))?",
     re.M,
 )
 FIELDS = ("ok", "changed", "unreachable", "failed")
@@ -23,12 +23,9 @@ def hosts_with_drift(recap: dict[str, dict[str, int]]) -> dict[str, dict[str, in
     return {host: stats for host, stats in recap.items() if any(stats[k] for k in ("changed", "unreachable", "failed"))}
 
 
-TASK_COUNTS = re.compile(r"^\S+\s+: ok=(\d+)\s+changed=\d+\s+unreachable=\d+\s+failed=(\d+)\s+skipped=(\d+)", re.M)
-
-
 def host_tasks(output: str) -> int:
     """How many host-tasks a run did: ok (changed included), failed and skipped, over every host.
 
     The work a run costs, independent of the machine's speed: CI holds the no-op
     converge of the lab to a ceiling of these (bench/ceilings.yml)."""
-    return sum(int(ok) + int(failed) + int(skipped) for ok, failed, skipped in TASK_COUNTS.findall(output))
+    return sum(int(m["ok"]) + int(m["failed"]) + int(m["skipped"] or 0) for m in RECAP.finditer(output))

@@ -155,17 +155,21 @@ class Result:
         return f"rc={self.rc} changed={self.changed} failed={self.failed}\n{self.out[-6000:]}"
 
 
-@pytest.fixture(scope="session")
-def aws_inventory(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> Path:
-    """inventories/aws as an operator has it, pointed at moto, with a cache of its own."""
-    inv = tmp_path_factory.mktemp("inventory") / "aws"
+def operator_inventory(inv: Path, url: str) -> Path:
+    """inventories/aws copied to `inv` as an operator has it, pointed at moto `url`, with a cache of its own."""
     shutil.copytree(ROOT / "inventories" / "aws", inv)
     config = inv / "fleet.aws_ec2.yml"
     text = config.read_text()
     assert re.search(r"^cache_connection: ", text, re.M), "the inventory caches; the test must move its cache"
     text = re.sub(r"^cache_connection: .*$", f"cache_connection: {inv / '.cache'}", text, flags=re.M)
-    config.write_text(text + f"endpoint_url: {moto_endpoint}\n")
+    config.write_text(text + f"endpoint_url: {url}\n")
     return inv
+
+
+@pytest.fixture(scope="session")
+def aws_inventory(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> Path:
+    """inventories/aws as an operator has it, pointed at moto, with a cache of its own."""
+    return operator_inventory(tmp_path_factory.mktemp("inventory") / "aws", moto_endpoint)
 
 
 def playbook(
