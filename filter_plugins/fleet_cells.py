@@ -256,6 +256,76 @@ def server_list(hosts: Iterable[str], hostvars: Mapping, port: int) -> list[dict
     return servers
 
 
+def app_lb(host: str, groups: Mapping) -> str | None:
+    """The LB that balances app server ``host``: its cell's LB (None when the cell has none yet)."""
+    topo = _load(groups)
+    cell = _host_in(topo, host, APP)
+    lbs = topo.cells[cell]["lb"]
+    return lbs[0] if lbs else None
+
+
+def rollout(hosts: Iterable[str], groups: Mapping, per_cell: object, up: Mapping | None = None) -> dict[str, object]:
+    """The order and batches of a rolling change of the app servers ``hosts``.
+
+    Each batch takes ``per_cell`` servers from every cell that still has some, so
+    every cell changes at the same pace and never more than ``per_cell`` of a cell's
+    servers are out of its LB at once. ``up`` maps app servers to whether their LB
+    reports them UP (servers it does not know are left out): a batch that would leave
+    a cell's LB with no UP server outside it is refused, naming the cell and servers.
+
+    Returns ``{order: [host, ...], batches: [size, ...], cells: {cell: [host, ...]}}``:
+    ``order`` for a group the rollout play runs on, ``batches`` for its ``serial``.
+    """
+    topo = _load(groups)
+    if isinstance(per_cell, bool) or not isinstance(per_cell, int):
+        try:
+            per_cell = int(str(per_cell))
+        except ValueError:
+            raise _fail([f"app_rollout_per_cell must be a whole number, got {per_cell!r}"]) from None
+    targets = _natural(hosts)
+    problems: list[str] = []
+    by_cell: dict[str, list[str]] = {}
+    for host in targets:
+        if topo.role_of.get(host) != APP:
+            problems.append(f"{host} is not an app server; a rollout changes only group {APP}")
+        else:
+            by_cell.setdefault(topo.cell_of[host], []).append(host)
+    if problems:
+        raise _fail(problems)
+    for cell in sorted(by_cell, key=_natural_key):
+        size = len(topo.cells[cell]["app"])
+        if not 1 <= per_cell <= size:
+            problems.append(
+                f"app_rollout_per_cell: a batch of {per_cell} per cell does not fit {cell}, "
+                f"which has {size} app server(s): use 1-{size}"
+            )
+    if problems:
+        raise _fail(problems)
+
+    order: list[str] = []
+    batches: list[int] = []
+    rounds = max((len(v) for v in by_cell.values()), default=0)
+    for start in range(0, rounds, per_cell):
+        batch: list[str] = []
+        for cell in sorted(by_cell, key=_natural_key):
+            chunk = by_cell[cell][start : start + per_cell]
+            if up is not None and chunk:
+                known = [h for h in topo.cells[cell]["app"] if h in up]
+                if known and not [h for h in known if up[h] and h not in chunk]:
+                    problems.append(
+                        f"draining {', '.join(chunk)} would leave the LB of {cell} with no UP server "
+                        f"(UP now: {', '.join(h for h in known if up[h]) or 'none'}); bring another "
+                        f"server of {cell} UP first or deploy with a smaller app_rollout_per_cell"
+                    )
+            batch.extend(chunk)
+        if batch:
+            order.extend(batch)
+            batches.append(len(batch))
+    if problems:
+        raise _fail(problems)
+    return {"order": order, "batches": batches, "cells": {c: list(h) for c, h in by_cell.items()}}
+
+
 class FilterModule:
     """fleet's cell-wiring filters."""
 
@@ -268,4 +338,6 @@ class FilterModule:
             "fleet_app_replica": app_replica,
             "fleet_db_primary": db_primary,
             "fleet_server_list": server_list,
+            "fleet_app_lb": app_lb,
+            "fleet_rollout": rollout,
         }

@@ -100,10 +100,12 @@ def _check_problem(check: dict) -> str:
         # Extra vars given as key=value arrive as strings: "4" is 4.
         if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
             value = int(value)
+        # An optional max makes it a range: "at least 1" or "1-300".
+        allowed = f"at least {check['min']}" if check.get("max") is None else f"{check['min']}-{check['max']}"
         if isinstance(value, bool) or not isinstance(value, int):
-            return f"got {_shown(value)}, expected an integer of at least {check['min']}"
-        if value < check["min"]:
-            return f"got {value}, expected at least {check['min']}"
+            return f"got {_shown(value)}, expected an integer of {allowed}"
+        if value < check["min"] or (check.get("max") is not None and value > check["max"]):
+            return f"got {value}, expected {allowed}"
         return ""
     if "choices" in check:
         if value not in check["choices"]:
@@ -119,8 +121,9 @@ def variable_problems(checks: list[dict]) -> list[str]:
 
     Each check is a dict with ``name`` (the variable), ``value`` and one rule:
     ``port: true``, ``size: true``, ``regex`` (with ``expected``, the words for
-    what matches), ``items_regex`` (a list whose every item matches), ``min``,
-    ``choices``, or ``ok`` (a condition computed by the caller, with ``expected``).
+    what matches), ``items_regex`` (a list whose every item matches), ``min``
+    (an integer; with ``max`` too, a range), ``choices``, or ``ok`` (a condition
+    computed by the caller, with ``expected``).
     Instead of ``name`` and ``value``, ``values`` maps several variables to their
     values, all under the same rule. Checks that pass say nothing, so a preflight
     message names only the variables that are wrong.

@@ -9,6 +9,7 @@
 #   scripts/build-release.sh                  version from app/pyproject.toml
 #   scripts/build-release.sh --version 1.1.0  another version of the same tree (tests, hotfixes)
 #   scripts/build-release.sh --out DIR        somewhere else than .cache/releases
+#   scripts/build-release.sh --source DIR     the app tree in DIR instead of app/ (test fixtures)
 #
 # The same tree and version give a byte-identical artifact (SOURCE_DATE_EPOCH,
 # sorted tar, gzip -n), so rebuilding never shows up as a change on the hosts.
@@ -18,6 +19,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${FLEET_VENV:-$root/.venv}
 [ -x "$venv/bin/python" ] && export PATH="$venv/bin:$PATH"
 out=$root/.cache/releases
+source=$root/app
 version=
 # The wheel tags Debian 12 app servers accept.
 platform=(--platform manylinux2014_x86_64 --python-version 3.11 --implementation cp --abi cp311)
@@ -26,13 +28,14 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --version) version=${2:?--version needs a value}; shift 2 ;;
     --out) out=${2:?--out needs a directory}; shift 2 ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --source) source=$(cd "${2:?--source needs a directory}" && pwd); shift 2 ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-release: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
 
 project_version=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' \
-  "$root/app/pyproject.toml")
+  "$source/pyproject.toml")
 version=${version:-$project_version}
 # The same format the app role accepts (app_release_version).
 if ! [[ $version =~ ^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$ ]]; then
@@ -49,12 +52,12 @@ mkdir -p "$stage/wheels" "$work/src" "$out"
 # Reproducible wheels: file times from the last commit that touched what goes
 # into the artifact (a commit elsewhere in the repo must not make a new one), or
 # a fixed date outside git.
-SOURCE_DATE_EPOCH=$(git -C "$root" log -1 --format=%ct -- app scripts/build-release.sh 2>/dev/null)
+SOURCE_DATE_EPOCH=$(git -C "$source" log -1 --format=%ct -- . "$root/scripts/build-release.sh" 2>/dev/null || true)
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-315532800}
 export SOURCE_DATE_EPOCH PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # The app itself, from a copy of the tree so --version never edits app/.
-tar -C "$root/app" --exclude static --exclude '*.egg-info' --exclude __pycache__ --exclude build -c . | tar -C "$work/src" -x
+tar -C "$source" --exclude static --exclude '*.egg-info' --exclude __pycache__ --exclude build -c . | tar -C "$work/src" -x
 if [ "$version" != "$project_version" ]; then
   sed -i "s/^version = \"$project_version\"$/version = \"$version\"/" "$work/src/pyproject.toml"
 fi
@@ -62,7 +65,7 @@ echo "build-release: building $name" >&2
 pip wheel -q --no-deps -w "$stage/wheels" "$work/src" 2>&1 | { grep -v '^WARNING: Location' || true; } >&2
 
 # The pinned dependencies, as binary wheels for the app servers' platform.
-pip download -q --no-deps --only-binary=:all: "${platform[@]}" -d "$stage/wheels" -r "$root/app/requirements.txt" 2>&1 |
+pip download -q --no-deps --only-binary=:all: "${platform[@]}" -d "$stage/wheels" -r "$source/requirements.txt" 2>&1 |
   { grep -v '^WARNING: Location' || true; } >&2
 
 # Prove the set is complete: resolve the app from these wheels alone, as a host will.

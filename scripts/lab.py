@@ -277,8 +277,12 @@ def cell_groups(hosts: list[Host]) -> list[str]:
 
 
 def answered_cells(answers: list[tuple[int, dict | str]]) -> set[str]:
-    """The cells of the healthy /healthz answers (status 200, a JSON body naming a cell)."""
-    return {body["cell"] for status, body in answers if status == 200 and isinstance(body, dict) and body.get("cell")}
+    """The cells of the healthy /healthz answers (200, status "ok": both databases; a JSON body naming a cell)."""
+    return {
+        body["cell"]
+        for status, body in answers
+        if status == 200 and isinstance(body, dict) and body.get("status") == "ok" and body.get("cell")
+    }
 
 
 def missing_cells(expected: list[str], answers: list[tuple[int, dict | str]]) -> list[str]:

@@ -282,7 +282,7 @@ def test_records_point_at_the_alb_and_cloudfront(moto_endpoint, edge):
     config = check["HealthCheckConfig"]
     assert config["FullyQualifiedDomainName"] == f"www.{DOMAIN}"
     assert config["Type"] == "HTTP"
-    assert config["ResourcePath"] == AWS["aws_alb_health_check_path"]
+    assert config["ResourcePath"] == "/livez"  # the same liveness path as the ALB
     assert config["RequestInterval"] == AWS["aws_health_check_interval"]
 
 

@@ -191,7 +191,12 @@ def test_alb_forwards_to_the_four_web_servers(moto_endpoint, provisioned):
     (alb,) = elb.describe_load_balancers(Names=[PREFIX])["LoadBalancers"]
     assert alb["Scheme"] == "internet-facing"
     (tg,) = elb.describe_target_groups(Names=[f"{PREFIX}-web"])["TargetGroups"]
-    assert tg["HealthCheckPath"] == AWS["aws_alb_health_check_path"]
+    # The app's liveness through nginx and the cell's LB, the path the lab's ELB checks.
+    assert tg["HealthCheckPath"] == "/livez"
+    assert tg["HealthCheckIntervalSeconds"] == AWS["aws_alb_health_check_interval"]
+    assert tg["HealthCheckTimeoutSeconds"] == AWS["aws_alb_health_check_timeout"]
+    assert tg["UnhealthyThresholdCount"] == AWS["aws_alb_unhealthy_threshold"]
+    assert tg["HealthyThresholdCount"] == AWS["aws_alb_healthy_threshold"]
     assert tg["Port"] == PORT["http"]
     targets = {
         t["Target"]["Id"]

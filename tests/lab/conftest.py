@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -104,3 +107,102 @@ def freezer() -> Iterator[Freezer]:
     yield f
     for name in list(f.frozen):
         f.unpause(name)
+
+
+SHOW_STAT = (
+    "python3 -c \"import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); "
+    "s.sendall(b'show stat\\n'); print(s.makefile().read())\""
+)
+
+
+def haproxy_servers(host, lb: str) -> dict[str, str]:
+    """server name -> status (UP/DOWN/DRAIN...) of the app backend on one LB, from its admin socket."""
+    raw = host(lb).check_output(SHOW_STAT).lstrip("# ")
+    rows = csv.DictReader(io.StringIO(raw))
+    return {
+        r["svname"]: r["status"]
+        for r in rows
+        if r["pxname"] == "app" and r["svname"] not in ("FRONTEND", "BACKEND") and r["svname"]
+    }
+
+
+class Load:
+    """Clients on the controller using the fleet through the ELB stand-in, each request counted.
+
+    ``threads`` clients each send a read (GET /items) or, every ``write_every``-th
+    request, a write (POST /items), with ``pause`` seconds between requests. Bounded:
+    at most ``max_requests`` in all and ``max_seconds`` of running, whatever happens.
+    """
+
+    def __init__(
+        self,
+        threads: int = 4,
+        write_every: int = 4,
+        pause: float = 0.02,
+        timeout: float = 5,
+        max_requests: int = 20000,
+        max_seconds: float = 600,
+    ) -> None:
+        self.threads, self.write_every, self.pause, self.timeout = threads, write_every, pause, timeout
+        self.max_requests, self.max_seconds = max_requests, max_seconds
+        # (started at, kind "read"/"write", status, seconds taken, body)
+        self.results: list[tuple[float, str, int, float, object]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._workers: list[threading.Thread] = []
+
+    def _client(self, number: int) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        sent = 0
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            with self._lock:
+                if len(self.results) >= self.max_requests:
+                    return
+            sent += 1
+            write = sent % self.write_every == 0
+            started = time.monotonic()
+            if write:
+                status, body = http("POST", f"{ELB}/items", {"name": f"load-{number}-{sent}"}, timeout=self.timeout)
+            else:
+                status, body = http("GET", f"{ELB}/items?limit=1", timeout=self.timeout)
+            with self._lock:
+                self.results.append((started, "write" if write else "read", status, time.monotonic() - started, body))
+            time.sleep(self.pause)
+
+    def __enter__(self) -> Load:
+        self._workers = [threading.Thread(target=self._client, args=(n,), daemon=True) for n in range(self.threads)]
+        for worker in self._workers:
+            worker.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for worker in self._workers:
+            worker.join(timeout=self.timeout + 5)
+
+    def since(
+        self, t0: float, kind: str | None = None, until: float = float("inf")
+    ) -> list[tuple[float, str, int, float, object]]:
+        with self._lock:
+            return [r for r in self.results if t0 <= r[0] < until and (kind is None or r[1] == kind)]
+
+    @staticmethod
+    def _ok(result: tuple[float, str, int, float, object]) -> bool:
+        return result[2] == 200 or (result[1] == "write" and result[2] == 201)
+
+    def failed(
+        self, t0: float = 0, kind: str | None = None, until: float = float("inf")
+    ) -> list[tuple[float, str, int, float, object]]:
+        return [r for r in self.since(t0, kind, until) if not self._ok(r)]
+
+    def summary(self, t0: float = 0, until: float = float("inf")) -> str:
+        done = self.since(t0, until=until)
+        if not done:
+            return "no requests"
+        times = sorted(r[3] for r in done)
+        p50, p99 = times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.99))]
+        return (
+            f"{len(done)} requests ({sum(r[1] == 'write' for r in done)} writes), "
+            f"{sum(not self._ok(r) for r in done)} failed, "
+            f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms"
+        )

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 import uuid
 
 import pytest
 
-from tests.lab.conftest import ELB, http, wait_until
+from tests.lab.conftest import ELB, haproxy_servers, http, wait_until
 
 pytestmark = pytest.mark.lab
-
-SHOW_STAT = (
-    "python3 -c \"import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); "
-    "s.sendall(b'show stat\\n'); print(s.makefile().read())\""
-)
-
-
-def haproxy_servers(host, lb: str) -> dict[str, str]:
-    """server name -> status (UP/DOWN/...) of the app backend on one LB, from its admin socket."""
-    raw = host(lb).check_output(SHOW_STAT).lstrip("# ")
-    rows = csv.DictReader(io.StringIO(raw))
-    return {r["svname"]: r["status"] for r in rows if r["svname"] not in ("FRONTEND", "BACKEND") and r["svname"]}
 
 
 def cells_served(n: int = 24) -> dict[str, int]:

@@ -15,11 +15,13 @@ from ansible.errors import AnsibleFilterError
 
 from filter_plugins.fleet_cells import (
     FilterModule,
+    app_lb,
     app_replica,
     cell_map,
     cell_of,
     db_primary,
     lb_backends,
+    rollout,
     server_list,
     web_upstream,
 )
@@ -225,7 +227,84 @@ def test_filters_are_registered():
         "fleet_app_replica": app_replica,
         "fleet_db_primary": db_primary,
         "fleet_server_list": server_list,
+        "fleet_app_lb": app_lb,
+        "fleet_rollout": rollout,
     }
+
+
+# --- rolling changes of the app tier --------------------------------------------
+
+
+def test_app_server_is_balanced_by_its_cells_lb():
+    assert [app_lb(h, TWO_CELLS) for h in ("app1", "app2", "app3", "app4")] == ["lb1", "lb1", "lb2", "lb2"]
+    # A cell whose LB is not built yet: nothing to drain.
+    assert app_lb("app1", changed(TWO_CELLS, remove={"lb": ["lb1"], "cell_a": ["lb1"]})) is None
+
+
+@pytest.mark.parametrize(
+    ("groups", "hosts", "per_cell", "order", "batches"),
+    [
+        (TWO_CELLS, ["app4", "app3", "app2", "app1"], 1, ["app1", "app3", "app2", "app4"], [2, 2]),
+        (TWO_CELLS, ["app1", "app2", "app3", "app4"], 2, ["app1", "app2", "app3", "app4"], [4]),
+        (TWO_CELLS, ["app2", "app4"], 1, ["app2", "app4"], [2]),
+        (TWO_CELLS, ["app1", "app2"], "1", ["app1", "app2"], [1, 1]),
+        (
+            THREE_CELLS,
+            ["app1", "app2", "app3", "app4", "app5", "app6"],
+            1,
+            ["app1", "app3", "app5", "app2", "app4", "app6"],
+            [3, 3],
+        ),
+        (
+            changed(TWO_CELLS, add={"app": ["app5"], "cell_a": ["app5"]}),
+            ["app1", "app2", "app3", "app4", "app5"],
+            2,
+            ["app1", "app2", "app3", "app4", "app5"],
+            [4, 1],
+        ),
+        (TWO_CELLS, [], 1, [], []),
+    ],
+    ids=["one-per-cell", "whole-cells", "limited", "string-batch", "three-cells", "uneven-cells", "no-hosts"],
+)
+def test_rollout_takes_the_same_batch_from_every_cell(groups, hosts, per_cell, order, batches):
+    plan = rollout(hosts, groups, per_cell)
+    assert plan["order"] == order
+    assert plan["batches"] == batches
+    assert sum(plan["batches"]) == len(hosts)
+
+
+def test_rollout_may_drain_a_server_while_another_in_its_cell_is_up():
+    up = {"app1": True, "app2": True, "app3": False, "app4": True}
+    # app3 is already out: draining it leaves app4; draining app4 next leaves app3, which is down.
+    with pytest.raises(AnsibleFilterError) as err:
+        rollout(["app1", "app2", "app3", "app4"], TWO_CELLS, 1, up)
+    assert str(err.value) == (
+        "fleet cell wiring: draining app4 would leave the LB of cell_b with no UP server (UP now: app4); "
+        "bring another server of cell_b UP first or deploy with a smaller app_rollout_per_cell"
+    )
+    # The same fleet with every server UP rolls; an LB that knows no server (not built yet) too.
+    assert rollout(["app3", "app4"], TWO_CELLS, 1, {h: True for h in up})["order"] == ["app3", "app4"]
+    assert rollout(["app3", "app4"], TWO_CELLS, 1, {})["batches"] == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("per_cell", "message"),
+    [
+        (0, "app_rollout_per_cell: a batch of 0 per cell does not fit cell_a, which has 2 app server(s): use 1-2"),
+        (3, "app_rollout_per_cell: a batch of 3 per cell does not fit cell_a, which has 2 app server(s): use 1-2"),
+        ("two", "app_rollout_per_cell must be a whole number, got 'two'"),
+        (True, "app_rollout_per_cell must be a whole number, got True"),
+    ],
+)
+def test_rollout_refuses_a_batch_that_does_not_fit(per_cell, message):
+    with pytest.raises(AnsibleFilterError) as err:
+        rollout(["app1", "app3"], TWO_CELLS, per_cell)
+    assert str(err.value).startswith("fleet cell wiring: " + message)
+
+
+def test_rollout_refuses_hosts_that_are_not_app_servers():
+    with pytest.raises(AnsibleFilterError, match="web1 is not an app server"):
+        rollout(["app1", "web1"], TWO_CELLS, 1)
 
 
 # --- bad topologies ------------------------------------------------------------

@@ -95,6 +95,10 @@ def test_filters_are_registered():
         ({"min": 1, "value": 0}, "p: got 0, expected at least 1"),
         ({"min": 1, "value": "x"}, "p: got 'x', expected an integer of at least 1"),
         ({"min": 1, "value": True}, "p: got True, expected an integer of at least 1"),
+        ({"min": 1, "max": 300, "value": 301}, "p: got 301, expected 1-300"),
+        ({"min": 1, "max": 300, "value": 0}, "p: got 0, expected 1-300"),
+        ({"min": 1, "max": 300, "value": "301"}, "p: got 301, expected 1-300"),
+        ({"min": 1, "max": 300, "value": 2.5}, "p: got 2.5, expected an integer of 1-300"),
         ({"choices": ["python"], "value": "node"}, "p: got 'node', expected one of python"),
         ({"ok": False, "expected": "something else", "value": ""}, "p: got '', expected something else"),
     ],
@@ -113,6 +117,9 @@ def test_a_failing_check_names_the_variable_what_is_wrong_and_what_is_allowed(ch
         {"items_regex": "^[a-z]+$", "expected": "names", "value": []},
         {"min": 1, "value": 1},
         {"min": 1, "value": "4"},  # key=value extra vars arrive as strings
+        {"min": 1, "max": 300, "value": 300},
+        {"min": 1, "max": 300, "value": "1"},
+        {"min": 1, "max": None, "value": 10**6},  # max: null is no maximum
         {"choices": ["python"], "value": "python"},
         {"ok": True, "expected": "anything", "value": "x"},
     ],

@@ -12,7 +12,7 @@ URL = "http://127.0.0.1:8088"
 
 
 def healthz(cell: str) -> tuple[int, dict]:
-    return 200, {"host": f"app-{cell}", "cell": cell, "version": "1"}
+    return 200, {"status": "ok", "host": f"app-{cell}", "cell": cell, "version": "1"}
 
 
 def test_cell_groups_are_the_lab_inventory_groups():
@@ -28,10 +28,12 @@ def test_cell_groups_are_the_lab_inventory_groups():
         ([], ["cell_a", "cell_b"]),
         # Only healthy answers count: an error page, a body that is not JSON, a body without a cell.
         ([healthz("cell_a"), (503, {"cell": "cell_b"}), (200, "<html>"), (200, {"status": "ok"})], ["cell_b"]),
+        # Ready but degraded (a database down) is not a healthy fleet.
+        ([healthz("cell_a"), (200, {"status": "degraded", "cell": "cell_b"})], ["cell_b"]),
         # A cell nobody expects does not stand in for one that is missing.
         ([healthz("cell_a"), healthz("cell_c")], ["cell_b"]),
     ],
-    ids=["both", "one_cell_silent", "no_answers", "unhealthy_answers", "unexpected_cell"],
+    ids=["both", "one_cell_silent", "no_answers", "unhealthy_answers", "degraded", "unexpected_cell"],
 )
 def test_missing_cells(answers, missing):
     assert lab.missing_cells(["cell_a", "cell_b"], answers) == missing

@@ -1,22 +1,31 @@
 """The WSGI application: plain WSGI, no framework, so a release is a handful of wheels.
 
 GET  /         who serves: host, cell, version
-GET  /healthz  both database connections; 200 only when both work, 503 otherwise
-POST /items    {"name": ...} -> stored on the primary
-GET  /items    newest items, read from the cell's replica
+GET  /livez    liveness: 200 {"status": "live"} while the process serves; no database is touched
+GET  /healthz  readiness: each database's state (checks.write, checks.read); "ok" (200) when
+               both work, "degraded" (200) when one does, "fail" (503) when neither does
+POST /items    {"name": ...} -> stored on the primary; 503 + Retry-After while it is down
+GET  /items    newest items, read from the cell's replica, or from the primary while the
+               replica is down; read_from names the host that answered
+
+A database that failed to connect is not tried again for retry_interval seconds (the breaker
+of db.Database): requests that need it get 503 with Retry-After at once, without a connect.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
+import psycopg
+
 from . import __version__
-from .db import Database, Store
+from .db import Database, DatabaseDown, Store
 from .settings import Settings
 
 log = logging.getLogger("fleet_app")
@@ -38,11 +47,14 @@ class App:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
         self.store = store or Store(
-            Database(settings.write_dsn, settings.write_password, settings.connect_timeout),
-            Database(settings.read_dsn, settings.read_password, settings.connect_timeout),
+            Database(settings.write_dsn, settings.write_password, settings.connect_timeout, settings.retry_interval),
+            Database(settings.read_dsn, settings.read_password, settings.connect_timeout, settings.retry_interval),
         )
+        # What a client is told to wait while a database is down: the breaker's interval.
+        self.retry_after = str(max(1, math.ceil(settings.retry_interval)))
         self.routes: dict[str, dict[str, Callable[[dict], Response]]] = {
             "/": {"GET": self.index},
+            "/livez": {"GET": self.livez},
             "/healthz": {"GET": self.healthz},
             "/items": {"GET": self.list_items, "POST": self.add_item},
         }
@@ -52,19 +64,31 @@ class App:
         return {"host": self.settings.host, "cell": self.settings.cell, "version": __version__}
 
     def index(self, environ: dict) -> Response:
-        return HTTPStatus.OK, {**self.whoami(), "endpoints": ["/healthz", "/items"]}
+        return HTTPStatus.OK, {**self.whoami(), "endpoints": ["/livez", "/healthz", "/items"]}
+
+    def livez(self, environ: dict) -> Response:
+        """Liveness: the process serves requests. No database is touched."""
+        return HTTPStatus.OK, {"status": "live", **self.whoami()}
 
     def healthz(self, environ: dict) -> Response:
-        checks = {"write": self.store.write.check(), "read": self.store.read.check()}
-        healthy = all(check["ok"] for check in checks.values())
+        """Readiness: 200 while the app can serve (one database is enough), 503 when neither works."""
+        write, read = self.store.write.check(), self.store.read.check()
+        if write["ok"] and read["ok"]:
+            status = "ok"
+        elif write["ok"] or read["ok"]:
+            status = "degraded"  # reads fall back to the primary, or reads serve while writes fail
+        else:
+            status = "fail"
+        # Where reads go now: the replica, or the primary while the replica is down.
+        read_from = self.store.write.host if write["ok"] and not read["ok"] else self.store.read.host
         body = {
-            "status": "ok" if healthy else "fail",
+            "status": status,
             **self.whoami(),
-            "read_from": self.store.read.host,
+            "read_from": read_from,
             "write_to": self.store.write.host,
-            "checks": checks,
+            "checks": {"write": write, "read": read},
         }
-        return (HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE), body
+        return (HTTPStatus.SERVICE_UNAVAILABLE if status == "fail" else HTTPStatus.OK), body
 
     def add_item(self, environ: dict) -> Response:
         payload = read_json(environ)
@@ -79,8 +103,8 @@ class App:
         raw = query.get("limit", ["50"])[0]
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
             raise HttpError(HTTPStatus.BAD_REQUEST, f"limit must be 1-{MAX_LIMIT}")
-        items = self.store.list_items(int(raw))
-        return HTTPStatus.OK, {"items": items, **self.whoami(), "read_from": self.store.read.host}
+        items, read_from = self.store.list_items(int(raw))
+        return HTTPStatus.OK, {"items": items, **self.whoami(), "read_from": read_from}
 
     # -- WSGI ----------------------------------------------------------------
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -98,10 +122,18 @@ class App:
             status, body = handler(environ)
         except HttpError as exc:
             status, body, headers = exc.status, {"error": str(exc), **self.whoami()}, exc.headers
-        except Exception as exc:  # a database outage must not turn into a stack trace for the client
+        except DatabaseDown as exc:  # expected while a database is down: one line, no stack trace
+            log.warning("%s %s: %s", method, path, exc)
+            status, headers = HTTPStatus.SERVICE_UNAVAILABLE, [("Retry-After", self.retry_after)]
+            body = {"error": f"database unavailable: {exc.host} is down", "retry_after": int(self.retry_after)}
+            body.update(self.whoami())
+        except psycopg.Error as exc:  # the server went away mid-request, or another database error
             log.exception("%s %s failed", method, path)
-            status = HTTPStatus.SERVICE_UNAVAILABLE
+            status, headers = HTTPStatus.SERVICE_UNAVAILABLE, [("Retry-After", self.retry_after)]
             body = {"error": f"database unavailable: {type(exc).__name__}", **self.whoami()}
+        except Exception:  # a bug: logged with its stack trace, which the client never sees
+            log.exception("%s %s failed", method, path)
+            status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error", **self.whoami()}
         data = json.dumps(body, sort_keys=True).encode() + b"\n"
         status = HTTPStatus(status)
         start_response(

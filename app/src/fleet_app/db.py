@@ -1,9 +1,17 @@
-"""PostgreSQL access: writes go to the primary, reads to the cell's replica."""
+"""PostgreSQL access: writes go to the primary, reads to the cell's replica.
+
+Each side is a ``Database`` with a circuit breaker: after a failed connect it is
+down for ``retry_interval`` seconds, and everything that needs it fails at once
+with ``DatabaseDown`` instead of waiting for another connect timeout. After the
+interval one attempt goes through; when it succeeds the breaker closes again.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -30,40 +38,141 @@ def dsn_host(dsn: str) -> str:
         return "invalid DSN"
 
 
-@dataclass(frozen=True)
-class Database:
-    """One side (write or read) of the app's PostgreSQL connections."""
+def describe(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 200 characters), for reports and logs."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
 
-    dsn: str
-    password: str | None
-    connect_timeout: int
+
+class DatabaseDown(Exception):
+    """A database is down: its breaker is open, or the attempt to connect just failed."""
+
+    def __init__(self, host: str, reason: str, retry_in: float) -> None:
+        super().__init__(f"{host} is down ({reason}); next attempt in {retry_in:.1f}s")
+        self.host = host
+        self.reason = reason
+        self.retry_in = retry_in
+
+
+class Database:
+    """One side (write or read) of the app's PostgreSQL connections, behind a circuit breaker.
+
+    ``clock`` (monotonic seconds) and ``connector`` (``psycopg.connect``) are
+    there for tests.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        password: str | None,
+        connect_timeout: int,
+        retry_interval: float = 5.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        connector: Callable[..., psycopg.Connection] = psycopg.connect,
+    ) -> None:
+        if retry_interval <= 0:
+            raise ValueError("retry_interval must be more than 0")
+        self.dsn = dsn
+        self.password = password
+        self.connect_timeout = connect_timeout
+        self.retry_interval = retry_interval
+        self.clock = clock
+        self.connector = connector
+        self._lock = threading.Lock()
+        self._down_until: float | None = None  # None: closed, the database is believed up
+        self._trial = False  # the one attempt let through after the interval is under way
+        self._last_error = ""
 
     @property
     def host(self) -> str:
         return dsn_host(self.dsn)
 
+    # -- breaker -------------------------------------------------------------
+    @property
+    def breaker_open(self) -> bool:
+        """True while calls fail fast: within the interval, or while the trial attempt runs."""
+        with self._lock:
+            return self._down_until is not None and (self._trial or self.clock() < self._down_until)
+
+    @property
+    def last_error(self) -> str:
+        return self._last_error
+
+    def _admit(self) -> None:
+        """Let a connect attempt through, or raise DatabaseDown without one."""
+        with self._lock:
+            if self._down_until is None:
+                return
+            now = self.clock()
+            if now >= self._down_until and not self._trial:
+                self._trial = True
+                return
+            retry_in = max(self._down_until - now, 0.0)
+        raise DatabaseDown(self.host, self._last_error, retry_in)
+
+    def _failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self._last_error = describe(exc)
+            self._down_until = self.clock() + self.retry_interval
+            self._trial = False
+
+    def _succeeded(self) -> None:
+        with self._lock:
+            self._down_until = None
+            self._trial = False
+            self._last_error = ""
+
+    # -- connections -----------------------------------------------------------
     def connect(self) -> psycopg.Connection:
+        """A new autocommit connection, through the breaker (raises DatabaseDown)."""
+        self._admit()
         kwargs: dict[str, Any] = {"connect_timeout": self.connect_timeout, "application_name": "fleet-app"}
         if self.password is not None:
             kwargs["password"] = self.password
-        return psycopg.connect(self.dsn, autocommit=True, **kwargs)
+        try:
+            conn = self.connector(self.dsn, autocommit=True, **kwargs)
+        except Exception as exc:  # whatever it was, the trial is over and the database is down
+            self._failed(exc)
+            raise DatabaseDown(self.host, self._last_error, self.retry_interval) from exc
+        self._succeeded()
+        return conn
+
+    @contextmanager
+    def session(self) -> Iterator[psycopg.Connection]:
+        """``with db.session() as conn``: a connection, closed afterwards.
+
+        Raises DatabaseDown when the database is down. A connection that breaks
+        while in use (the server went away) opens the breaker too.
+        """
+        conn = self.connect()
+        try:
+            with conn:
+                yield conn
+        except psycopg.OperationalError as exc:
+            if getattr(conn, "broken", False):
+                self._failed(exc)
+            raise
 
     def check(self) -> dict[str, Any]:
-        """Connect and ask the server who it is; never raises."""
-        started = time.monotonic()
+        """Ask the server who it is; never raises. With the breaker open, no connect is tried."""
+        started = self.clock()
         result: dict[str, Any] = {"host": self.host}
         try:
-            with self.connect() as conn:
+            with self.session() as conn:
                 in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
             result.update(ok=True, in_recovery=bool(in_recovery))
+        except DatabaseDown as exc:
+            result.update(ok=False, error=exc.reason, retry_in=round(exc.retry_in, 1))
         except Exception as exc:  # the reason goes into the health report
-            result.update(ok=False, error=f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}")
-        result["ms"] = round((time.monotonic() - started) * 1000, 1)
+            result.update(ok=False, error=describe(exc))
+        result["breaker_open"] = self.breaker_open
+        result["ms"] = round((self.clock() - started) * 1000, 1)
         return result
 
 
 class Store:
-    """Items, written to the primary and read from the replica."""
+    """Items, written to the primary and read from the replica (or the primary while it is down)."""
 
     def __init__(self, write: Database, read: Database) -> None:
         self.write = write
@@ -72,7 +181,7 @@ class Store:
 
     def migrate(self) -> None:
         """Create the table if it is missing; the write user owns it."""
-        with self.write.connect() as conn, conn.transaction():
+        with self.write.session() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
             conn.execute(SCHEMA)
         self._schema_ready = True
@@ -80,15 +189,26 @@ class Store:
     def add_item(self, name: str, host: str, cell: str) -> dict[str, Any]:
         if not self._schema_ready:
             self.migrate()
-        with self.write.connect() as conn:
+        with self.write.session() as conn:
             row = conn.execute(
                 "INSERT INTO items (name, created_by, cell) VALUES (%s, %s, %s) RETURNING id, created_at",
                 (name, host, cell),
             ).fetchone()
         return {"id": row[0], "name": name, "created_at": row[1].isoformat()}
 
-    def list_items(self, limit: int) -> list[dict[str, Any]]:
-        with self.read.connect() as conn:
+    def list_items(self, limit: int) -> tuple[list[dict[str, Any]], str]:
+        """The newest items and the host that answered: the replica, or the primary while it is down.
+
+        Raises DatabaseDown (or psycopg.OperationalError) when the primary fails too.
+        """
+        try:
+            return self._select(self.read, limit), self.read.host
+        except (DatabaseDown, psycopg.OperationalError):
+            return self._select(self.write, limit), self.write.host
+
+    @staticmethod
+    def _select(db: Database, limit: int) -> list[dict[str, Any]]:
+        with db.session() as conn:
             try:
                 rows = conn.execute(
                     "SELECT id, name, created_by, cell, created_at FROM items ORDER BY id DESC LIMIT %s", (limit,)

@@ -15,7 +15,10 @@ from scripts.recap import hosts_with_drift
 
 testinfra_hosts = ["app-app1"]
 
-VERSION = "1.0.0"
+# The release converge.yml deploys (app_release_version in group_vars) and the next
+# one; prepare.yml builds both.
+VERSION = "1.1.0"
+NEXT = "1.2.0"
 ROOT = "/opt/fleet-app"
 SERVICE = "fleet-app"
 
@@ -126,6 +129,12 @@ def test_env_file_is_root_only_and_splits_reads_from_writes(host):
     assert re.search(r'^APP_DB_READ_DSN="host=app-db .*user=app_ro', content, re.M)
 
 
+def test_livez_answers_without_the_databases(host, http):
+    status, body = http(host, "GET", "/livez")
+    assert status == 200, body
+    assert body == {"status": "live", "host": "app-app1", "cell": "cell_a", "version": VERSION}
+
+
 def test_healthz_names_cell_and_both_databases(host, http):
     status, body = http(host, "GET", "/healthz")
     assert status == 200, body
@@ -133,8 +142,19 @@ def test_healthz_names_cell_and_both_databases(host, http):
     assert (body["host"], body["cell"], body["version"]) == ("app-app1", "cell_a", VERSION)
     assert body["read_from"] == "app-db"
     assert body["write_to"] == "app-db"
-    assert body["checks"]["write"]["ok"]
-    assert body["checks"]["read"]["ok"]
+    for side in ("write", "read"):
+        check = body["checks"][side]
+        assert check["ok"] is True, check
+        assert check["breaker_open"] is False, check
+        assert check["host"] == "app-db"
+    # One server plays both here: neither side is in recovery.
+    assert body["checks"]["read"]["in_recovery"] is False
+
+
+def test_env_file_sets_connect_timeout_and_retry_interval(host):
+    content = host.file("/etc/fleet-app/app.env").content_string
+    assert re.search(r'^APP_DB_CONNECT_TIMEOUT="2"$', content, re.M)
+    assert re.search(r'^APP_DB_RETRY_INTERVAL="5"$', content, re.M)
 
 
 def test_write_then_read_items(host, http):
@@ -182,22 +202,22 @@ def test_release_was_installed_from_its_own_wheels(host):
 
 
 def test_rollback_with_one_variable(host, http):
-    """Deploy 1.1.0, roll back to the previous release with app_rollback, then return to 1.0.0."""
-    converge("-e", "app_release_version=1.1.0")
-    assert host.file(f"{ROOT}/current").linked_to == f"{ROOT}/releases/1.1.0"
-    assert http(host, "GET", "/")[1]["version"] == "1.1.0"
+    """Deploy NEXT, roll back to the previous release with app_rollback, then return to VERSION."""
+    converge("-e", f"app_release_version={NEXT}")
+    assert host.file(f"{ROOT}/current").linked_to == f"{ROOT}/releases/{NEXT}"
+    assert http(host, "GET", "/")[1]["version"] == NEXT
 
-    out = converge("-e", "app_release_version=1.1.0", "-e", "app_rollback=true")
-    assert host.file(f"{ROOT}/current").linked_to == f"{ROOT}/releases/1.0.0"
-    assert http(host, "GET", "/")[1]["version"] == "1.0.0"
+    out = converge("-e", f"app_release_version={NEXT}", "-e", "app_rollback=true")
+    assert host.file(f"{ROOT}/current").linked_to == f"{ROOT}/releases/{VERSION}"
+    assert http(host, "GET", "/")[1]["version"] == VERSION
     assert re.search(r"app-app1\s+: ok=\d+\s+changed=[1-9]", out), out[-3000:]
     # Both releases stay on the host; rolling back again changes nothing.
-    assert host.file(f"{ROOT}/releases/1.1.0/INSTALLED").exists
-    again = converge("-e", "app_release_version=1.1.0", "-e", "app_rollback=true")
+    assert host.file(f"{ROOT}/releases/{NEXT}/INSTALLED").exists
+    again = converge("-e", f"app_release_version={NEXT}", "-e", "app_rollback=true")
     assert re.search(r"app-app1\s+: ok=\d+\s+changed=0 ", again), again[-3000:]
 
-    # Back to 1.0.0, as converge.yml says, keeping one release: 1.1.0 is pruned.
+    # Back to VERSION, as converge.yml says, keeping one release: NEXT is pruned.
     converge("-e", '{"app_releases_keep": 1}')
     assert host.file(f"{ROOT}/current").linked_to == f"{ROOT}/releases/{VERSION}"
-    assert not host.file(f"{ROOT}/releases/1.1.0").exists
+    assert not host.file(f"{ROOT}/releases/{NEXT}").exists
     assert http(host, "GET", "/healthz")[0] == 200

@@ -1,0 +1,47 @@
+"""HAProxy's runtime state, as its admin socket answers ``show stat``.
+
+The rolling restarts of the app tier (roles/app/tasks/plan.yml and restart.yml)
+read each LB's servers this way: the CSV's first line is the header, prefixed
+with ``# ``; each row is a proxy (FRONTEND, BACKEND) or one of its servers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from ansible.errors import AnsibleFilterError
+
+
+def haproxy_servers(output: object, backend: str) -> dict[str, dict[str, object]]:
+    """``{server: {"status": "UP", "up": True, "sessions": 0}}`` of ``backend`` in ``show stat`` output.
+
+    ``up`` is true for UP and for a server still UP but failing checks ("UP 1/2");
+    DRAIN, MAINT, DOWN and NOLB are not up. ``sessions`` is ``scur``, the requests
+    the server is handling now. Empty output (no socket yet) gives no servers.
+    """
+    if not isinstance(output, str):
+        raise AnsibleFilterError(f"fleet_haproxy_servers: expected show stat output, got {type(output).__name__}")
+    text = output.strip()
+    if not text:
+        return {}
+    if not text.startswith("# pxname,svname,"):
+        raise AnsibleFilterError(f"fleet_haproxy_servers: not show stat output: {text.splitlines()[0][:80]!r}")
+    servers: dict[str, dict[str, object]] = {}
+    for row in csv.DictReader(io.StringIO(text[2:])):
+        if row["pxname"] != backend or row["svname"] in ("FRONTEND", "BACKEND"):
+            continue
+        status = row.get("status") or ""
+        servers[row["svname"]] = {
+            "status": status,
+            "up": status == "UP" or status.startswith("UP "),
+            "sessions": int(row.get("scur") or 0),
+        }
+    return servers
+
+
+class FilterModule:
+    """fleet's HAProxy filters."""
+
+    def filters(self):
+        return {"fleet_haproxy_servers": haproxy_servers}

@@ -1,0 +1,158 @@
+"""Rolling changes of the app tier under load: a new release, a rollback and a broken
+release, each through playbooks/app.yml while clients use the fleet through the ELB
+stand-in, every request counted. Each test leaves the lab on the release it started on."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scripts.engine import engine_env
+from tests.conftest import ROOT, ansible_env
+from tests.lab.conftest import ELB, INVENTORY, Load, haproxy_servers, http, wait_until
+
+pytestmark = pytest.mark.lab
+
+CURRENT = yaml.safe_load((ROOT / "group_vars" / "all" / "app.yml").read_text())["app_release_version"]
+_major, _minor, _patch = (int(p) for p in CURRENT.split("."))
+NEXT = f"{_major}.{_minor}.{_patch + 1}"
+BROKEN = f"{_major}.{_minor}.{_patch + 2}"
+APPS = ["app1", "app2", "app3", "app4"]
+
+
+def build(version: str, source: Path | None = None) -> None:
+    cmd = [str(ROOT / "scripts" / "build-release.sh"), "--version", version]
+    if source is not None:
+        cmd += ["--source", str(source)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=ansible_env(), capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def deploy(*extra: str) -> subprocess.CompletedProcess[str]:
+    """playbooks/app.yml as an operator runs it, with Mitogen's strategy (the fleet's default engine)."""
+    cmd = ["ansible-playbook", "-i", str(INVENTORY), str(ROOT / "playbooks" / "app.yml"), *extra]
+    env = ansible_env(**engine_env("mitogen"))
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=900)
+
+
+def drained(out: str) -> list[list[str]]:
+    """The servers each run of the drain task took out of their LBs, in order."""
+    batches = []
+    for block in re.split(r"^(?:TASK|RUNNING HANDLER) \[", out, flags=re.M)[1:]:
+        if block.startswith("app : restart | Drain the server in its LB]"):
+            batches.append(sorted(re.findall(r"^changed: \[(\w+) -> ", block, flags=re.M)))
+    return batches
+
+
+def versions(host) -> dict[str, str]:
+    """app server -> the release its current link points at."""
+    return {app: Path(host(app).file("/opt/fleet-app/current").linked_to).name for app in APPS}
+
+
+def all_up(host) -> dict[str, dict[str, str]]:
+    return {lb: haproxy_servers(host, lb) for lb in ("lb1", "lb2")}
+
+
+def assert_every_server_up(host) -> None:
+    states = all_up(host)
+    assert {s for servers in states.values() for s in servers.values()} == {"UP"}, states
+
+
+def served_versions(n: int = 24) -> set[str]:
+    return {body["version"] for status, body in (http("GET", f"{ELB}/") for _ in range(n)) if status == 200}
+
+
+@pytest.fixture(scope="module")
+def releases() -> None:
+    build(CURRENT)
+    build(NEXT)
+
+
+def test_a_rolling_deploy_under_load_fails_no_request(host, releases):
+    assert set(versions(host).values()) == {CURRENT}
+    with Load() as load:
+        time.sleep(3)
+        t0 = time.monotonic()
+        proc = deploy("-e", f"app_release_version={NEXT}")
+        took = time.monotonic() - t0
+        time.sleep(2)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    before, during = load.summary(0, t0), load.summary(t0, t0 + took)
+    print(f"rolling deploy of {len(APPS)} app servers: {took:.1f} s; before: {before}; during: {during}")
+    assert load.failed() == [], f"{len(load.failed())} failed: {load.failed()[:5]}"
+    assert len(load.since(t0)) > 200
+    # One server per cell at a time: app1 and app3 first, then app2 and app4.
+    assert drained(out) == [["app1", "app3"], ["app2", "app4"]], out[-4000:]
+    assert versions(host) == dict.fromkeys(APPS, NEXT)
+    assert served_versions() == {NEXT}
+    assert_every_server_up(host)
+
+
+def test_a_rollback_under_load_fails_no_request(host, releases):
+    with Load() as load:
+        time.sleep(2)
+        proc = deploy("-e", f"app_release_version={NEXT}", "-e", "app_rollback=true")
+        time.sleep(2)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    print(f"rollback: {load.summary()}")
+    assert load.failed() == [], f"{len(load.failed())} failed: {load.failed()[:5]}"
+    assert versions(host) == dict.fromkeys(APPS, CURRENT)
+    assert served_versions() == {CURRENT}
+    assert_every_server_up(host)
+
+
+def test_a_broken_release_stops_at_the_first_batch_and_fails_no_request(host, releases, tmp_path):
+    # The app as it is, except that it is never ready: /healthz answers 503.
+    source = tmp_path / "app"
+    shutil.copytree(ROOT / "app", source, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"))
+    app_py = source / "src" / "fleet_app" / "app.py"
+    code = app_py.read_text()
+    marker = "    def healthz(self, environ: dict) -> Response:\n"
+    assert marker in code
+    app_py.write_text(
+        code.replace(marker, marker + '        return HTTPStatus.SERVICE_UNAVAILABLE, {"status": "broken"}\n', 1)
+    )
+    build(BROKEN, source)
+
+    with Load() as load:
+        time.sleep(2)
+        proc = deploy("-e", f"app_release_version={BROKEN}", "-e", "app_gate_timeout=5")
+        time.sleep(2)
+    out = proc.stdout + proc.stderr
+    print(f"broken release: {load.summary()}")
+    assert proc.returncode != 0, out[-4000:]
+    # The first batch (one server per cell) failed its gate, went back and is UP; the
+    # others were never touched.
+    for first in ("app1", "app3"):
+        assert f"{first}: release {BROKEN} failed its gate" in out, out[-4000:]
+        assert f"It runs {CURRENT} again" in out
+    assert versions(host) == dict.fromkeys(APPS, CURRENT)
+    assert not host("app2").file(f"/opt/fleet-app/releases/{BROKEN}").exists
+    assert not host("app4").file(f"/opt/fleet-app/releases/{BROKEN}").exists
+    assert load.failed() == [], f"{len(load.failed())} failed: {load.failed()[:5]}"
+    assert served_versions() == {CURRENT}
+    assert_every_server_up(host)
+
+
+def test_a_rollout_that_would_drain_the_last_up_server_is_refused_before_any_change(host, releases):
+    socket_cmd = "echo '{}' | socat stdio unix-connect:/run/haproxy/admin.sock"
+    host("lb1").check_output(socket_cmd.format("set server app/app2 state maint"))
+    try:
+        proc = deploy("-e", f"app_release_version={NEXT}")
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0, out[-4000:]
+        assert "draining app1 would leave the LB of cell_a with no UP server" in out, out[-4000:]
+        # Refused in the plan: no server was drained, switched or restarted.
+        assert drained(out) == []
+        assert versions(host) == dict.fromkeys(APPS, CURRENT)
+        assert haproxy_servers(host, "lb1")["app1"] == "UP"
+    finally:
+        host("lb1").check_output(socket_cmd.format("set server app/app2 state ready"))
+    assert wait_until(lambda: haproxy_servers(host, "lb1")["app2"] == "UP", timeout=30)

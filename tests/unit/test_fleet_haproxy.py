@@ -1,0 +1,47 @@
+"""The show stat reader of the rolling restarts."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from filter_plugins.fleet_haproxy import FilterModule, haproxy_servers
+
+# What HAProxy 2.6 answers, cut to the columns that matter and a few others.
+SHOW_STAT = """# pxname,svname,qcur,qmax,scur,smax,slim,stot,status,weight
+web,FRONTEND,,,3,10,4096,100,OPEN,
+app,app1,0,0,2,5,,50,UP,1
+app,app2,0,0,0,4,,40,DRAIN,1
+app,app3,0,0,0,1,,9,MAINT,1
+app,app4,0,0,1,1,,9,UP 1/2,1
+app,app5,0,0,0,1,,9,DOWN,1
+app,BACKEND,0,0,3,9,410,99,UP,2
+stats,FRONTEND,,,0,1,4096,5,OPEN,
+
+"""
+
+
+def test_servers_of_the_backend_with_state_and_sessions():
+    assert haproxy_servers(SHOW_STAT, "app") == {
+        "app1": {"status": "UP", "up": True, "sessions": 2},
+        "app2": {"status": "DRAIN", "up": False, "sessions": 0},
+        "app3": {"status": "MAINT", "up": False, "sessions": 0},
+        "app4": {"status": "UP 1/2", "up": True, "sessions": 1},
+        "app5": {"status": "DOWN", "up": False, "sessions": 0},
+    }
+    assert haproxy_servers(SHOW_STAT, "other") == {}
+
+
+def test_no_output_no_servers():
+    assert haproxy_servers("", "app") == {}
+    assert haproxy_servers("\n", "app") == {}
+
+
+@pytest.mark.parametrize("output", ["Unknown command\n", 42])
+def test_anything_else_is_an_error(output):
+    with pytest.raises(AnsibleFilterError, match="fleet_haproxy_servers"):
+        haproxy_servers(output, "app")
+
+
+def test_registered():
+    assert FilterModule().filters() == {"fleet_haproxy_servers": haproxy_servers}
