@@ -66,7 +66,7 @@ def fingerprint_before(app_host):
         ({"app_releases_keep": 0}, "app_releases_keep: got 0, expected at least 1"),
         ({"app_cell": "a"}, "app_cell: got 'a', expected a cell group such as cell_a"),
         # Rolling changes: checked in the plan, before any server is drained.
-        ({"app_rollout_per_cell": 0}, "app_rollout_per_cell: got 0, expected at least 1"),
+        ({"app_rollout_per_cell": 0}, "app_rollout_per_cell: a batch of 0 per cell does not fit cell_a"),
         ({"app_rollout_per_cell": 2}, "app_rollout_per_cell: a batch of 2 per cell does not fit cell_a"),
         ({"app_drain_timeout": 0}, "app_drain_timeout: got 0, expected at least 1"),
         ({"app_gate_timeout": -1}, "app_gate_timeout: got -1, expected at least 1"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import subprocess
@@ -16,6 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import testinfra
 
+from filter_plugins.fleet_haproxy import haproxy_servers as fleet_haproxy_servers
 from tests.conftest import ROOT, plain, run
 
 ELB = f"http://127.0.0.1:{os.environ.get('FLEET_LAB_ELB_PORT', '8088')}"
@@ -109,21 +108,19 @@ def freezer() -> Iterator[Freezer]:
         f.unpause(name)
 
 
-SHOW_STAT = (
-    "python3 -c \"import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); "
-    "s.sendall(b'show stat\\n'); print(s.makefile().read())\""
-)
+def lab_exec(name: str, script: str, timeout: float = 30) -> str:
+    """Run a shell script on a lab host through docker (no Ansible in between: fast)."""
+    proc = subprocess.run(
+        ["docker", "exec", name, "sh", "-c", script], capture_output=True, text=True, check=False, timeout=timeout
+    )
+    assert proc.returncode == 0, f"{name}: {script}: {proc.stderr}"
+    return proc.stdout
 
 
-def haproxy_servers(host, lb: str) -> dict[str, str]:
+def haproxy_servers(lb: str) -> dict[str, str]:
     """server name -> status (UP/DOWN/DRAIN...) of the app backend on one LB, from its admin socket."""
-    raw = host(lb).check_output(SHOW_STAT).lstrip("# ")
-    rows = csv.DictReader(io.StringIO(raw))
-    return {
-        r["svname"]: r["status"]
-        for r in rows
-        if r["pxname"] == "app" and r["svname"] not in ("FRONTEND", "BACKEND") and r["svname"]
-    }
+    out = lab_exec(lb, "echo 'show stat' | socat stdio unix-connect:/run/haproxy/admin.sock")
+    return {name: server["status"] for name, server in fleet_haproxy_servers(out, "app").items()}
 
 
 class Load:

@@ -75,8 +75,8 @@ def test_item_written_through_cell_a_is_read_back_through_cell_b(hostvars):
 
 
 @pytest.mark.parametrize(("lb", "apps"), [("lb1", {"app1", "app2"}), ("lb2", {"app3", "app4"})])
-def test_each_lb_balances_exactly_its_cells_app_servers(host, lb, apps):
-    servers = haproxy_servers(host, lb)
+def test_each_lb_balances_exactly_its_cells_app_servers(lb, apps):
+    servers = haproxy_servers(lb)
     assert set(servers) == apps
     assert set(servers.values()) == {"UP"}
 
@@ -88,13 +88,13 @@ def test_both_replicas_stream_from_the_primary(host):
     assert out.splitlines() == ["replica1|streaming", "replica2|streaming"]
 
 
-def test_a_dead_app_server_is_routed_around_and_returns(host, freezer):
+def test_a_dead_app_server_is_routed_around_and_returns(freezer):
     freezer.pause("app1")
-    assert wait_until(lambda: haproxy_servers(host, "lb1")["app1"].startswith("DOWN"), timeout=30)
+    assert wait_until(lambda: haproxy_servers("lb1")["app1"].startswith("DOWN"), timeout=30)
     failures = [s for s, _ in (http("GET", f"{ELB}/healthz") for _ in range(40)) if s != 200]
     assert failures == []
     freezer.unpause("app1")
-    assert wait_until(lambda: haproxy_servers(host, "lb1")["app1"] == "UP", timeout=30)
+    assert wait_until(lambda: haproxy_servers("lb1")["app1"] == "UP", timeout=30)
 
 
 def test_a_dead_web_server_is_routed_around_by_the_elb(freezer):

@@ -20,8 +20,8 @@ pytestmark = pytest.mark.lab
 ELB_WINDOW = 10
 
 
-def elb_states(host) -> dict[str, str]:
-    return haproxy_servers(host, "elb")
+def elb_states() -> dict[str, str]:
+    return haproxy_servers("elb")
 
 
 def write_retry_after() -> str | None:
@@ -41,18 +41,18 @@ def cell_of(result) -> str:
     return body.get("cell", "") if isinstance(body, dict) else ""
 
 
-def test_a_frozen_lb_leaves_rotation_at_the_elb_and_costs_no_request_after(host, freezer):
+def test_a_frozen_lb_leaves_rotation_at_the_elb_and_costs_no_request_after(freezer):
     with Load() as load:
         time.sleep(2)
         frozen = time.monotonic()
         freezer.pause("lb1")
-        assert wait_until(lambda: {elb_states(host)[w][:4] for w in ("web1", "web2")} == {"DOWN"}, timeout=30)
+        assert wait_until(lambda: {elb_states()[w][:4] for w in ("web1", "web2")} == {"DOWN"}, timeout=30)
         detected = time.monotonic() - frozen
         t0 = time.monotonic()
         time.sleep(10)
         t1 = time.monotonic()
         freezer.unpause("lb1")
-        assert wait_until(lambda: set(elb_states(host).values()) == {"UP"}, timeout=30)
+        assert wait_until(lambda: set(elb_states().values()) == {"UP"}, timeout=30)
         back = time.monotonic()
         time.sleep(4)
     print(f"lb1 frozen: out of the ELB after {detected:.1f} s; after it {load.summary(t0, t1)}")
@@ -64,7 +64,7 @@ def test_a_frozen_lb_leaves_rotation_at_the_elb_and_costs_no_request_after(host,
     assert "cell_a" in {cell_of(r) for r in load.since(back)}
 
 
-def test_a_frozen_replica_makes_its_cell_read_from_the_primary(host, hostvars, freezer):
+def test_a_frozen_replica_makes_its_cell_read_from_the_primary(hostvars, freezer):
     primary, replica1 = hostvars["primary"]["ansible_host"], hostvars["replica1"]["ansible_host"]
     with Load() as load:
         time.sleep(2)
@@ -86,10 +86,10 @@ def test_a_frozen_replica_makes_its_cell_read_from_the_primary(host, hostvars, f
     assert len([r for r in load.since(t0, "write", t1) if r[2] == 201]) > 10
     # Thawed, cell a reads from its replica again; HAProxy kept every server UP.
     assert replica1 in {r[4]["read_from"] for r in load.since(t2, "read") if cell_of(r) == "cell_a"}
-    assert set(haproxy_servers(host, "lb1").values()) == {"UP"}
+    assert set(haproxy_servers("lb1").values()) == {"UP"}
 
 
-def test_a_frozen_primary_keeps_reads_serving_and_fails_writes_fast(host, freezer):
+def test_a_frozen_primary_keeps_reads_serving_and_fails_writes_fast(freezer):
     with Load() as load:
         time.sleep(2)
         freezer.pause("primary")
@@ -115,4 +115,4 @@ def test_a_frozen_primary_keeps_reads_serving_and_fails_writes_fast(host, freeze
     # Thawed, writes succeed again.
     assert load.failed(t2, "write") == [], load.failed(t2, "write")[:5]
     assert len(load.since(t2, "write")) > 5
-    assert set(haproxy_servers(host, "lb1").values()) == set(haproxy_servers(host, "lb2").values()) == {"UP"}
+    assert set(haproxy_servers("lb1").values()) == set(haproxy_servers("lb2").values()) == {"UP"}

@@ -15,7 +15,7 @@ import yaml
 
 from scripts.engine import engine_env
 from tests.conftest import ROOT, ansible_env
-from tests.lab.conftest import ELB, INVENTORY, Load, haproxy_servers, http, wait_until
+from tests.lab.conftest import ELB, INVENTORY, Load, haproxy_servers, http, lab_exec, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -50,17 +50,17 @@ def drained(out: str) -> list[list[str]]:
     return batches
 
 
-def versions(host) -> dict[str, str]:
+def versions() -> dict[str, str]:
     """app server -> the release its current link points at."""
-    return {app: Path(host(app).file("/opt/fleet-app/current").linked_to).name for app in APPS}
+    return {app: Path(lab_exec(app, "readlink -f /opt/fleet-app/current").strip()).name for app in APPS}
 
 
-def all_up(host) -> dict[str, dict[str, str]]:
-    return {lb: haproxy_servers(host, lb) for lb in ("lb1", "lb2")}
+def all_up() -> dict[str, dict[str, str]]:
+    return {lb: haproxy_servers(lb) for lb in ("lb1", "lb2")}
 
 
-def assert_every_server_up(host) -> None:
-    states = all_up(host)
+def assert_every_server_up() -> None:
+    states = all_up()
     assert {s for servers in states.values() for s in servers.values()} == {"UP"}, states
 
 
@@ -74,8 +74,8 @@ def releases() -> None:
     build(NEXT)
 
 
-def test_a_rolling_deploy_under_load_fails_no_request(host, releases):
-    assert set(versions(host).values()) == {CURRENT}
+def test_a_rolling_deploy_under_load_fails_no_request(releases):
+    assert set(versions().values()) == {CURRENT}
     with Load() as load:
         time.sleep(3)
         t0 = time.monotonic()
@@ -90,12 +90,12 @@ def test_a_rolling_deploy_under_load_fails_no_request(host, releases):
     assert len(load.since(t0)) > 200
     # One server per cell at a time: app1 and app3 first, then app2 and app4.
     assert drained(out) == [["app1", "app3"], ["app2", "app4"]], out[-4000:]
-    assert versions(host) == dict.fromkeys(APPS, NEXT)
+    assert versions() == dict.fromkeys(APPS, NEXT)
     assert served_versions() == {NEXT}
-    assert_every_server_up(host)
+    assert_every_server_up()
 
 
-def test_a_rollback_under_load_fails_no_request(host, releases):
+def test_a_rollback_under_load_fails_no_request(releases):
     with Load() as load:
         time.sleep(2)
         proc = deploy("-e", f"app_release_version={NEXT}", "-e", "app_rollback=true")
@@ -103,12 +103,12 @@ def test_a_rollback_under_load_fails_no_request(host, releases):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     print(f"rollback: {load.summary()}")
     assert load.failed() == [], f"{len(load.failed())} failed: {load.failed()[:5]}"
-    assert versions(host) == dict.fromkeys(APPS, CURRENT)
+    assert versions() == dict.fromkeys(APPS, CURRENT)
     assert served_versions() == {CURRENT}
-    assert_every_server_up(host)
+    assert_every_server_up()
 
 
-def test_a_broken_release_stops_at_the_first_batch_and_fails_no_request(host, releases, tmp_path):
+def test_a_broken_release_stops_at_the_first_batch_and_fails_no_request(releases, tmp_path):
     # The app as it is, except that it is never ready: /healthz answers 503.
     source = tmp_path / "app"
     shutil.copytree(ROOT / "app", source, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"))
@@ -129,21 +129,21 @@ def test_a_broken_release_stops_at_the_first_batch_and_fails_no_request(host, re
     print(f"broken release: {load.summary()}")
     assert proc.returncode != 0, out[-4000:]
     # The first batch (one server per cell) failed its gate, went back and is UP; the
-    # others were never touched.
+    # others never switched.
     for first in ("app1", "app3"):
         assert f"{first}: release {BROKEN} failed its gate" in out, out[-4000:]
         assert f"It runs {CURRENT} again" in out
-    assert versions(host) == dict.fromkeys(APPS, CURRENT)
-    assert not host("app2").file(f"/opt/fleet-app/releases/{BROKEN}").exists
-    assert not host("app4").file(f"/opt/fleet-app/releases/{BROKEN}").exists
+    assert versions() == dict.fromkeys(APPS, CURRENT)
+    # Staged everywhere at once, beside the running release, but switched nowhere.
+    assert lab_exec("app2", f"cat /opt/fleet-app/releases/{BROKEN}/INSTALLED").strip() == BROKEN
     assert load.failed() == [], f"{len(load.failed())} failed: {load.failed()[:5]}"
     assert served_versions() == {CURRENT}
-    assert_every_server_up(host)
+    assert_every_server_up()
 
 
-def test_a_rollout_that_would_drain_the_last_up_server_is_refused_before_any_change(host, releases):
+def test_a_rollout_that_would_drain_the_last_up_server_is_refused_before_any_change(releases):
     socket_cmd = "echo '{}' | socat stdio unix-connect:/run/haproxy/admin.sock"
-    host("lb1").check_output(socket_cmd.format("set server app/app2 state maint"))
+    lab_exec("lb1", socket_cmd.format("set server app/app2 state maint"))
     try:
         proc = deploy("-e", f"app_release_version={NEXT}")
         out = proc.stdout + proc.stderr
@@ -151,8 +151,36 @@ def test_a_rollout_that_would_drain_the_last_up_server_is_refused_before_any_cha
         assert "draining app1 would leave the LB of cell_a with no UP server" in out, out[-4000:]
         # Refused in the plan: no server was drained, switched or restarted.
         assert drained(out) == []
-        assert versions(host) == dict.fromkeys(APPS, CURRENT)
-        assert haproxy_servers(host, "lb1")["app1"] == "UP"
+        assert versions() == dict.fromkeys(APPS, CURRENT)
+        assert haproxy_servers("lb1")["app1"] == "UP"
     finally:
-        host("lb1").check_output(socket_cmd.format("set server app/app2 state ready"))
-    assert wait_until(lambda: haproxy_servers(host, "lb1")["app2"] == "UP", timeout=30)
+        lab_exec("lb1", socket_cmd.format("set server app/app2 state ready"))
+    assert wait_until(lambda: haproxy_servers("lb1")["app2"] == "UP", timeout=30)
+
+
+def site(*extra: str) -> subprocess.CompletedProcess[str]:
+    cmd = ["ansible-playbook", "-i", str(INVENTORY), str(ROOT / "playbooks" / "site.yml"), *extra]
+    env = ansible_env(**engine_env("mitogen"))
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=900)
+
+
+def test_an_lb_and_a_web_setting_applied_by_site_under_load_fail_no_request():
+    scope = ["--tags", "lb,web", "--limit", "lb,web"]
+    changed = ["-e", "haproxy_timeout_client=31s", "-e", "nginx_keepalive_timeout=66s"]
+    with Load() as load:
+        time.sleep(2)
+        applied = site(*scope, *changed)
+        haproxy_cfg = lab_exec("lb2", "cat /etc/haproxy/haproxy.cfg")
+        nginx_conf = lab_exec("web3", "cat /etc/nginx/nginx.conf")
+        restored = site(*scope)
+        time.sleep(2)
+    print(f"lb and web settings changed and restored by site.yml: {load.summary()}")
+    for proc in (applied, restored):
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    # Both reloads happened: the settings were on the hosts in between.
+    assert "timeout client 31s" in haproxy_cfg
+    assert "keepalive_timeout 66s" in nginx_conf
+    assert "changed=0" not in re.search(r"^lb1 .*$", applied.stdout, flags=re.M)[0]
+    assert load.failed() == [], f"{len(load.failed())} failed: {load.failed()[:5]}"
+    assert len(load.since(0)) > 200
+    assert "timeout client 31s" not in lab_exec("lb2", "cat /etc/haproxy/haproxy.cfg")

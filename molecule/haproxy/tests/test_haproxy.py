@@ -26,8 +26,11 @@ CONFIG = "/etc/haproxy/haproxy.cfg"
 SOCKET = "/run/haproxy/admin.sock"
 # While this file exists on an app server, its stand-in answers /healthz with 503 (files/standin_backend.py).
 UNHEALTHY = "/run/standin-backend.unhealthy"
+STATE_FILE = "/var/lib/haproxy/server-state"
 # srv_check_state bits of `show servers state` (HAProxy's CHK_ST_CONFIGURED, CHK_ST_ENABLED).
 CHECK_CONFIGURED, CHECK_ENABLED = 0x2, 0x4
+# srv_admin_state bit of a server set to drain through the socket (HAProxy's SRV_ADMF_FDRAIN).
+ADMIN_DRAIN = 0x8
 
 # GET url n times, each on a new connection; print one JSON list of [status, body or error].
 FETCH = r"""
@@ -320,6 +323,29 @@ def test_reload_drops_no_connections(frontend, all_up):
     # It really reloaded: same master (no restart), a new worker.
     assert sh(LB, "systemctl show -p MainPID --value haproxy").stdout == master
     assert workers() - before, (before, workers())
+
+
+def answering_worker() -> str:
+    """PID of the worker that answers the admin socket ('' while none does)."""
+    proc = sh(LB, f"echo 'show info' | socat stdio {SOCKET}")
+    return next((line.split()[1] for line in proc.stdout.splitlines() if line.startswith("Pid:")), "")
+
+
+def test_drained_server_stays_drained_across_a_reload(all_up):
+    """The drop-in saves `show servers state` before each reload; the new worker loads it."""
+    drained, other = APPS[1], APPS[0]
+    admin(f"set server app/{drained} state drain")
+    try:
+        assert server_status()[drained] == "DRAIN", server_status()
+        before = answering_worker()
+        assert sh(LB, "systemctl reload haproxy").returncode == 0
+        assert wait_for(lambda: answering_worker() not in ("", before), timeout=10), "no new worker"
+        assert server_status() == {drained: "DRAIN", other: "UP"}, server_status()
+        saved = {r["srv_name"]: r for r in table(sh(LB, f"cat {STATE_FILE}").stdout, None)}
+        assert int(saved[drained]["srv_admin_state"]) & ADMIN_DRAIN, saved[drained]
+    finally:
+        admin(f"set server app/{drained} state ready")
+    assert wait_for(lambda: server_status()[drained] == "UP"), server_status()
 
 
 def test_config_that_fails_validation_never_replaces_the_working_one(frontend, all_up):

@@ -8,6 +8,7 @@ Measured delays and run times go to $FLEET_MEASUREMENTS (default
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -81,7 +82,10 @@ def converge(extra_vars: dict | None = None, *args: str) -> tuple[subprocess.Com
     if extra_vars:
         cmd += ["-e", json.dumps(extra_vars)]
     started = time.monotonic()
-    proc = subprocess.run(cmd, env=dict(os.environ, ANSIBLE_NOCOLOR="1"), capture_output=True, text=True, check=False)
+    # molecule forces colour for its own runs (unless NO_COLOR is set, as bin/fleet does);
+    # the recap is parsed, so none here.
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     return proc, time.monotonic() - started
 
 
@@ -281,6 +285,58 @@ def test_standby_of_another_cluster_is_cloned_again():
     on_guarded(f"test -e {DATA_DIR}/standby.signal")
     streaming = wait_for(lambda: sql(PRIMARY, "SELECT count(*) FROM pg_stat_replication") == "2", 30)
     assert streaming is not None, "the re-cloned replica does not stream"
+
+
+# --- A restart-only change: one server at a time, the replicas first, the primary last ---
+#
+# shared_buffers needs a restart. The restarts are driven from one host: each server
+# restarted must accept connections (a replica: stream again) before the next one
+# goes down. Restored at once: the re-converge tests below expect converge.yml's settings.
+
+DB_NODES = (*REPLICAS, PRIMARY)  # the order of the restarts
+
+
+def postmaster_started() -> dict[str, float]:
+    return {n: float(sql(n, "SELECT extract(epoch FROM pg_postmaster_start_time())", db="postgres")) for n in DB_NODES}
+
+
+def restart_steps(output: str) -> list[tuple[str, str, str]]:
+    """(task of restart.yml, server it ran on, status) in the order of the run's output."""
+    steps = []
+    for section in re.sub(r"\x1b\[[0-9;]*m", "", output).split("TASK [postgresql : restart | ")[1:]:
+        task, section = section.split(" ", 1)[0], section.split("\nTASK [", 1)[0]
+        for status, host, delegated in re.findall(r"^(ok|changed): \[([^\]\s]+)(?: -> ([^\]\s]+))?\]", section, re.M):
+            steps.append((task, delegated or host, status))
+    return steps
+
+
+def test_restart_only_change_restarts_one_server_at_a_time_primary_last():
+    before = postmaster_started()
+    proc, seconds = converge({"postgresql_shared_buffers_mb": 192})
+    try:
+        record("rolling_restart_converge_s", round(seconds, 1))
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        after = postmaster_started()
+        # Seconds from the first replica's start to each server's.
+        record("rolling_restart_started_s", {n: round(after[n] - after[DB_NODES[0]], 2) for n in DB_NODES})
+        assert all(after[n] > before[n] for n in DB_NODES), (before, after)  # each one restarted
+        # replica1, then replica2, then the primary: each strictly after the one before.
+        assert all(after[a] < after[b] for a, b in itertools.pairwise(DB_NODES)), after
+        # Each server read, restarted and waited for (a replica: streaming) before the next one.
+        assert restart_steps(proc.stdout) == [
+            step for n in DB_NODES for step in (("Read", n, "ok"), ("Restart", n, "changed"), ("Wait", n, "ok"))
+        ], proc.stdout[-6000:]
+        for node in DB_NODES:
+            assert sql(node, "SHOW shared_buffers") == "192MB", node
+    finally:
+        # Only the tags that render and apply the settings: the restore is not under test.
+        restore, _ = converge(None, "--tags", "postgresql_preflight,postgresql_install,postgresql_configure")
+    assert restore.returncode == 0, restore.stdout[-4000:]
+    for node in DB_NODES:
+        assert sql(node, "SHOW shared_buffers") == "256MB", node
+    for node in REPLICAS:
+        streaming = wait_for(lambda n=node: sql(n, "SELECT status FROM pg_stat_wal_receiver") == "streaming", 30)
+        assert streaming is not None, f"{node} does not stream after the restore"
 
 
 # --- Re-converge with a reload-only change while an app writes -----------------
