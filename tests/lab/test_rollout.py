@@ -34,11 +34,15 @@ def build(version: str, source: Path | None = None) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def deploy(*extra: str) -> subprocess.CompletedProcess[str]:
-    """playbooks/app.yml as an operator runs it, with Mitogen's strategy (the fleet's default engine)."""
-    cmd = ["ansible-playbook", "-i", str(INVENTORY), str(ROOT / "playbooks" / "app.yml"), *extra]
+def playbook(name: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """playbooks/<name> as an operator runs it, with Mitogen's strategy (the fleet's default engine)."""
+    cmd = ["ansible-playbook", "-i", str(INVENTORY), str(ROOT / "playbooks" / name), *extra]
     env = ansible_env(**engine_env("mitogen"))
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=900)
+
+
+def deploy(*extra: str) -> subprocess.CompletedProcess[str]:
+    return playbook("app.yml", *extra)
 
 
 def drained(out: str) -> list[list[str]]:
@@ -159,9 +163,7 @@ def test_a_rollout_that_would_drain_the_last_up_server_is_refused_before_any_cha
 
 
 def site(*extra: str) -> subprocess.CompletedProcess[str]:
-    cmd = ["ansible-playbook", "-i", str(INVENTORY), str(ROOT / "playbooks" / "site.yml"), *extra]
-    env = ansible_env(**engine_env("mitogen"))
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=900)
+    return playbook("site.yml", *extra)
 
 
 def test_an_lb_and_a_web_setting_applied_by_site_under_load_fail_no_request():
