@@ -7,7 +7,7 @@
 # install it with pip --no-index: they never reach PyPI.
 #
 #   scripts/build-release.sh                  version from app/pyproject.toml
-#   scripts/build-release.sh --version 1.1.0  another version of the same tree (tests, hotfixes)
+#   scripts/build-release.sh --version 1.1.1  another version of the same tree (tests, hotfixes)
 #   scripts/build-release.sh --out DIR        somewhere else than .cache/releases
 #   scripts/build-release.sh --source DIR     the app tree in DIR instead of app/ (test fixtures)
 #

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from scripts.drift import exit_status
 from scripts.lab import container_ip
 from scripts.recap import parse_recap
 from tests.conftest import ROOT, ansible_env
-from tests.lab.conftest import ELB, http, wait_until
+from tests.lab.conftest import Load, http, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -55,24 +53,9 @@ def test_drift_is_reported_exactly_and_corrected_while_serving(tmp_path):
     for host, (command, _) in DRIFT.items():
         subprocess.run(["docker", "exec", host, "sh", "-c", command], check=True, capture_output=True)
 
-    # Check and correct while a client keeps using the fleet through the ELB stand-in.
-    failures, served, stop = [], [0], threading.Event()
-
-    def client() -> None:
-        while not stop.is_set():
-            status, body = http("GET", f"{ELB}/healthz", timeout=5)
-            served[0] += 1
-            if status != 200:
-                failures.append((status, body))
-            time.sleep(0.1)
-
-    worker = threading.Thread(target=client)
-    worker.start()
-    try:
+    # Check and correct while clients keep using the fleet (reads and writes) through the ELB stand-in.
+    with Load(threads=2, pause=0.1) as load:
         rc, report, out = drift(tmp_path, "--correct")
-    finally:
-        stop.set()
-        worker.join()
 
     # The check before the correction found exactly the hand-made drift, each in its role.
     checked = json.loads(next(tmp_path.glob("*-check/drift.json")).read_text())
@@ -113,8 +96,8 @@ def test_drift_is_reported_exactly_and_corrected_while_serving(tmp_path):
     assert rc == 0, out
     assert report["hosts_checked"] == 14
     assert report["hosts_with_drift"] == report["hosts_failed"] == report["hosts_unreachable"] == []
-    assert served[0] > 50
-    assert failures == [], f"{len(failures)} of {served[0]} requests failed: {failures[:3]}"
+    assert len(load.results) > 50
+    assert load.failed() == [], f"{len(load.failed())} of {len(load.results)} requests failed: {load.failed()[:3]}"
 
 
 def test_a_host_stopped_during_the_run_is_reported_unreachable_and_the_rest_checked(tmp_path):

@@ -69,14 +69,14 @@ def test_a_frozen_replica_makes_its_cell_read_from_the_primary(hostvars, freezer
     with Load() as load:
         time.sleep(2)
         freezer.pause("replica1")
-        t0 = time.monotonic() + 5  # the app's breaker: one 2 s connect timeout per worker
+        t0 = time.monotonic() + 5  # the app's breaker: one 1.5 s connect deadline per worker
         time.sleep(15)
         t1 = time.monotonic()
         freezer.unpause("replica1")
         time.sleep(8)  # the breaker's retry interval (5 s) and a little
         t2 = time.monotonic()
         time.sleep(4)
-    # A request that began within a connect timeout (2 s) of the thaw may be answered
+    # A request that began within a connect deadline (1.5 s) of the thaw may be answered
     # by the thawed server: only those before it say where a frozen fleet reads.
     reads_a = [r for r in load.since(t0, "read", t1 - 3) if cell_of(r) == "cell_a"]
     print(f"replica1 frozen: {load.summary(t0, t1)}; cell a reads {len(reads_a)}")
@@ -93,7 +93,8 @@ def test_a_frozen_primary_keeps_reads_serving_and_fails_writes_fast(freezer):
     with Load() as load:
         time.sleep(2)
         freezer.pause("primary")
-        t0 = time.monotonic() + 5
+        frozen = time.monotonic()
+        t0 = frozen + 5
         time.sleep(10)
         retry_after = write_retry_after()
         time.sleep(5)
@@ -102,8 +103,11 @@ def test_a_frozen_primary_keeps_reads_serving_and_fails_writes_fast(freezer):
         time.sleep(8)
         t2 = time.monotonic()
         time.sleep(4)
-    writes = load.since(t0, "write", t1 - 3)  # before the thaw could answer them
-    print(f"primary frozen: {load.summary(t0, t1)}; writes answered in at most {max(r[3] for r in writes):.2f} s")
+    # Every write sent after the freeze, the first of each worker included (its connect
+    # meets the app's 1.5 s deadline), and before the thaw could answer it.
+    writes = load.since(frozen, "write", t1 - 3)
+    slowest = max((r[3] for r in writes), default=0.0)
+    print(f"primary frozen: {load.summary(t0, t1)}; {len(writes)} writes answered in at most {slowest:.2f} s")
     assert load.failed(t0, "read", t1) == [], load.failed(t0, "read", t1)[:5]
     assert len(load.since(t0, "read", t1)) > 50
     assert writes
@@ -111,7 +115,7 @@ def test_a_frozen_primary_keeps_reads_serving_and_fails_writes_fast(freezer):
     assert retry_after is not None
     assert int(retry_after) >= 1, retry_after
     assert all(isinstance(r[4], dict) and "error" in r[4] for r in writes)
-    assert max(r[3] for r in writes) <= 2.5
+    assert slowest <= 2.0
     # Thawed, writes succeed again.
     assert load.failed(t2, "write") == [], load.failed(t2, "write")[:5]
     assert len(load.since(t2, "write")) > 5

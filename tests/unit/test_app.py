@@ -13,6 +13,7 @@ import json
 import logging
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -195,32 +196,48 @@ def test_head_has_no_body():
 
 def test_settings_defaults():
     s = Settings.from_env({"APP_DB_WRITE_DSN": "host=a", "APP_DB_READ_DSN": "host=b", "APP_CELL": "c"})
-    assert (s.connect_timeout, s.retry_interval) == (2, 5.0)
+    assert (s.connect_timeout, s.retry_interval) == (1.5, 5.0)
 
 
 BASE_ENV = {"APP_DB_WRITE_DSN": "host=a", "APP_DB_READ_DSN": "host=b", "APP_CELL": "c"}
 
 
-@pytest.mark.parametrize(("raw", "interval"), [("0.5", 0.5), ("5", 5.0), (" 300 ", 300.0), ("1e1", 10.0)])
-def test_settings_retry_interval(raw, interval):
-    assert Settings.from_env({**BASE_ENV, "APP_DB_RETRY_INTERVAL": raw}).retry_interval == interval
+@pytest.mark.parametrize(
+    ("name", "raw", "seconds"),
+    [
+        ("APP_DB_CONNECT_TIMEOUT", "1.5", 1.5),
+        ("APP_DB_CONNECT_TIMEOUT", " 0.2 ", 0.2),
+        ("APP_DB_CONNECT_TIMEOUT", "60", 60.0),
+        ("APP_DB_RETRY_INTERVAL", "0.5", 0.5),
+        ("APP_DB_RETRY_INTERVAL", "5", 5.0),
+        ("APP_DB_RETRY_INTERVAL", " 300 ", 300.0),
+        ("APP_DB_RETRY_INTERVAL", "1e1", 10.0),
+    ],
+)
+def test_settings_take_seconds_with_fractions(name, raw, seconds):
+    s = Settings.from_env({**BASE_ENV, name: raw})
+    assert {"APP_DB_CONNECT_TIMEOUT": s.connect_timeout, "APP_DB_RETRY_INTERVAL": s.retry_interval}[name] == seconds
 
 
 @pytest.mark.parametrize(
-    ("raw", "message"),
+    ("name", "raw", "message"),
     [
-        ("soon", "APP_DB_RETRY_INTERVAL='soon' is not a number of seconds"),
-        ("", "APP_DB_RETRY_INTERVAL='' is not a number of seconds"),
-        ("0", "APP_DB_RETRY_INTERVAL=0 must be more than 0 and at most 300 seconds"),
-        ("-1", "APP_DB_RETRY_INTERVAL=-1 must be more than 0 and at most 300 seconds"),
-        ("300.5", "APP_DB_RETRY_INTERVAL=300.5 must be more than 0 and at most 300 seconds"),
-        ("nan", "APP_DB_RETRY_INTERVAL=nan must be more than 0"),
-        ("inf", "APP_DB_RETRY_INTERVAL=inf must be more than 0"),
+        ("APP_DB_CONNECT_TIMEOUT", "x", "APP_DB_CONNECT_TIMEOUT='x' is not a number of seconds"),
+        ("APP_DB_CONNECT_TIMEOUT", "0", "APP_DB_CONNECT_TIMEOUT=0 must be more than 0 and at most 60 seconds"),
+        ("APP_DB_CONNECT_TIMEOUT", "61", "APP_DB_CONNECT_TIMEOUT=61 must be more than 0 and at most 60 seconds"),
+        ("APP_DB_CONNECT_TIMEOUT", "nan", "APP_DB_CONNECT_TIMEOUT=nan must be more than 0"),
+        ("APP_DB_RETRY_INTERVAL", "soon", "APP_DB_RETRY_INTERVAL='soon' is not a number of seconds"),
+        ("APP_DB_RETRY_INTERVAL", "", "APP_DB_RETRY_INTERVAL='' is not a number of seconds"),
+        ("APP_DB_RETRY_INTERVAL", "0", "APP_DB_RETRY_INTERVAL=0 must be more than 0 and at most 300 seconds"),
+        ("APP_DB_RETRY_INTERVAL", "-1", "APP_DB_RETRY_INTERVAL=-1 must be more than 0 and at most 300 seconds"),
+        ("APP_DB_RETRY_INTERVAL", "300.5", "APP_DB_RETRY_INTERVAL=300.5 must be more than 0 and at most 300 seconds"),
+        ("APP_DB_RETRY_INTERVAL", "nan", "APP_DB_RETRY_INTERVAL=nan must be more than 0"),
+        ("APP_DB_RETRY_INTERVAL", "inf", "APP_DB_RETRY_INTERVAL=inf must be more than 0"),
     ],
 )
-def test_settings_reject_bad_retry_interval(raw, message):
+def test_settings_reject_bad_seconds(name, raw, message):
     with pytest.raises(SettingsError) as caught:
-        Settings.from_env({**BASE_ENV, "APP_DB_RETRY_INTERVAL": raw})
+        Settings.from_env({**BASE_ENV, name: raw})
     assert str(caught.value).startswith(message)
 
 
@@ -292,6 +309,9 @@ class FakeConn:
         return self
 
     def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
         self.closed = True
 
     def transaction(self):
@@ -464,6 +484,61 @@ def test_a_query_error_on_a_working_connection_leaves_the_breaker_closed():
     with pytest.raises(psycopg.errors.UniqueViolation), db.session() as conn:
         conn.execute("INSERT")
     assert not db.breaker_open
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+class SilentServer(Server):
+    """A frozen server: the connect answers only after ``delay`` seconds (real time)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+        self.returned = threading.Event()
+
+    def __call__(self, dsn, **kwargs):
+        time.sleep(self.delay)
+        try:
+            return super().__call__(dsn, **kwargs)
+        finally:
+            self.returned.set()
+
+
+def test_a_connect_slower_than_the_timeout_fails_at_the_deadline_not_libpqs():
+    # libpq never waits less than 2 s; the app's deadline of 0.3 s is what holds.
+    server = SilentServer(delay=1.0)
+    db = Database("host=primary user=u", None, 0.3, 5, connector=server)
+    started = time.monotonic()
+    with pytest.raises(DatabaseDown) as caught:
+        db.connect()
+    assert 0.25 < time.monotonic() - started < 0.8
+    assert caught.value.reason == "TimeoutError: no connection to primary within 0.3 s"
+    assert db.breaker_open
+    # The connection that arrives late is closed, not leaked.
+    assert server.returned.wait(5)
+    assert server.kwargs["connect_timeout"] == 2
+    assert wait_for(lambda: server.conns[0].closed, 2)
+
+
+def test_a_connect_within_the_timeout_is_used():
+    server = SilentServer(delay=0.05)
+    db = Database("host=primary user=u", None, 1, 5, connector=server)
+    with db.session() as conn:
+        assert not conn.closed
+    assert not db.breaker_open
+    assert server.kwargs["connect_timeout"] == 2
+
+
+def test_connect_timeout_must_be_positive():
+    with pytest.raises(ValueError, match="connect_timeout must be more than 0"):
+        Database("host=x", None, 0, 5)
 
 
 def test_retry_interval_must_be_positive():

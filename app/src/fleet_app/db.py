@@ -8,6 +8,7 @@ interval one attempt goes through; when it succeeds the breaker closes again.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -65,7 +66,7 @@ class Database:
         self,
         dsn: str,
         password: str | None,
-        connect_timeout: int,
+        connect_timeout: float,
         retry_interval: float = 5.0,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -73,6 +74,8 @@ class Database:
     ) -> None:
         if retry_interval <= 0:
             raise ValueError("retry_interval must be more than 0")
+        if connect_timeout <= 0:
+            raise ValueError("connect_timeout must be more than 0")
         self.dsn = dsn
         self.password = password
         self.connect_timeout = connect_timeout
@@ -127,16 +130,54 @@ class Database:
     def connect(self) -> psycopg.Connection:
         """A new autocommit connection, through the breaker (raises DatabaseDown)."""
         self._admit()
-        kwargs: dict[str, Any] = {"connect_timeout": self.connect_timeout, "application_name": "fleet-app"}
+        # libpq (and psycopg after it) never gives up on a connect in less than 2 s, and
+        # a frozen server accepts the TCP connection and then says nothing: the app's own
+        # deadline below bounds the attempt; libpq's bounds the thread left behind.
+        kwargs: dict[str, Any] = {
+            "connect_timeout": max(2, math.ceil(self.connect_timeout)),
+            "application_name": "fleet-app",
+        }
         if self.password is not None:
             kwargs["password"] = self.password
         try:
-            conn = self.connector(self.dsn, autocommit=True, **kwargs)
+            conn = self._connect_within(kwargs)
         except Exception as exc:  # whatever it was, the trial is over and the database is down
             self._failed(exc)
             raise DatabaseDown(self.host, self._last_error, self.retry_interval) from exc
         self._succeeded()
         return conn
+
+    def _connect_within(self, kwargs: dict[str, Any]) -> psycopg.Connection:
+        """``connector(dsn, ...)`` in a thread, waited for at most ``connect_timeout`` seconds.
+
+        A connection that arrives after the deadline is closed by the thread that made it.
+        """
+        lock, finished = threading.Lock(), threading.Event()
+        attempt: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                conn = self.connector(self.dsn, autocommit=True, **kwargs)
+            except Exception as exc:  # handed to the caller, if it still waits
+                attempt["error"] = exc
+                finished.set()
+                return
+            with lock:
+                if attempt.get("abandoned"):
+                    conn.close()
+                    return
+                attempt["conn"] = conn
+            finished.set()
+
+        threading.Thread(target=run, name=f"connect-{self.host}", daemon=True).start()
+        finished.wait(self.connect_timeout)
+        with lock:
+            if "conn" in attempt:
+                return attempt["conn"]
+            if "error" in attempt:
+                raise attempt["error"]
+            attempt["abandoned"] = True
+        raise TimeoutError(f"no connection to {self.host} within {self.connect_timeout:g} s")
 
     @contextmanager
     def session(self) -> Iterator[psycopg.Connection]:

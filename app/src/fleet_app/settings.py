@@ -10,6 +10,19 @@ from dataclasses import dataclass
 
 # Longest APP_DB_RETRY_INTERVAL: a database that is back must not wait longer to be used.
 MAX_RETRY_INTERVAL = 300
+MAX_CONNECT_TIMEOUT = 60
+
+
+def _seconds(env: Mapping[str, str], name: str, default: str, maximum: float) -> float:
+    """``env[name]`` as seconds: more than 0, at most ``maximum``, fractions allowed."""
+    raw = env.get(name, default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not 0 < value <= maximum:
+        raise SettingsError(f"{name}={raw} must be more than 0 and at most {maximum} seconds")
+    return value
 
 
 class SettingsError(RuntimeError):
@@ -24,7 +37,7 @@ class Settings:
     host: str
     write_password: str | None = None
     read_password: str | None = None
-    connect_timeout: int = 2
+    connect_timeout: float = 1.5
     retry_interval: float = 5.0
 
     @classmethod
@@ -33,22 +46,8 @@ class Settings:
         missing = [name for name in ("APP_DB_WRITE_DSN", "APP_DB_READ_DSN", "APP_CELL") if not env.get(name)]
         if missing:
             raise SettingsError(f"fleet-app needs the environment variables {', '.join(missing)}")
-        raw_timeout = env.get("APP_DB_CONNECT_TIMEOUT", "2")
-        try:
-            timeout = int(raw_timeout)
-        except ValueError:
-            raise SettingsError(f"APP_DB_CONNECT_TIMEOUT={raw_timeout!r} is not a number of seconds") from None
-        if timeout < 1:
-            raise SettingsError(f"APP_DB_CONNECT_TIMEOUT={timeout} must be at least 1")
-        raw_interval = env.get("APP_DB_RETRY_INTERVAL", "5")
-        try:
-            interval = float(raw_interval)
-        except ValueError:
-            raise SettingsError(f"APP_DB_RETRY_INTERVAL={raw_interval!r} is not a number of seconds") from None
-        if not math.isfinite(interval) or not 0 < interval <= MAX_RETRY_INTERVAL:
-            raise SettingsError(
-                f"APP_DB_RETRY_INTERVAL={raw_interval} must be more than 0 and at most {MAX_RETRY_INTERVAL} seconds"
-            )
+        timeout = _seconds(env, "APP_DB_CONNECT_TIMEOUT", "1.5", MAX_CONNECT_TIMEOUT)
+        interval = _seconds(env, "APP_DB_RETRY_INTERVAL", "5", MAX_RETRY_INTERVAL)
         return cls(
             write_dsn=env["APP_DB_WRITE_DSN"],
             read_dsn=env["APP_DB_READ_DSN"],

@@ -17,7 +17,7 @@ testinfra_hosts = ["app-app1"]
 
 # The release converge.yml deploys (app_release_version in group_vars) and the next
 # one; prepare.yml builds both.
-VERSION = "1.1.0"
+VERSION = "1.1.1"
 NEXT = "1.2.0"
 ROOT = "/opt/fleet-app"
 SERVICE = "fleet-app"
@@ -153,7 +153,7 @@ def test_healthz_names_cell_and_both_databases(host, http):
 
 def test_env_file_sets_connect_timeout_and_retry_interval(host):
     content = host.file("/etc/fleet-app/app.env").content_string
-    assert re.search(r'^APP_DB_CONNECT_TIMEOUT="2"$', content, re.M)
+    assert re.search(r'^APP_DB_CONNECT_TIMEOUT="1.5"$', content, re.M)
     assert re.search(r'^APP_DB_RETRY_INTERVAL="5"$', content, re.M)
 
 
