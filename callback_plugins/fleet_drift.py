@@ -4,20 +4,24 @@ Enabled only by `bin/fleet drift` (ANSIBLE_CALLBACKS_ENABLED=fleet_drift). It
 records every task that reports a change, with its diff, and every host that was
 unreachable or failed, and writes them as JSON (for machines) and Markdown (for
 people) into FLEET_DRIFT_DIR. Secrets never reach the report: results of no_log
-tasks are already censored by Ansible, and diff lines that look like a secret
-assignment are masked here as well.
+tasks are already censored by Ansible, and whatever looks like a secret in a
+diff, an item or a message is masked as well (scripts/redact.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
+import sys
 import time
 from pathlib import Path
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
+
+# The project's masking (scripts/redact.py), the same for the report and its logs.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scripts.redact import redact
 
 DOCUMENTATION = """
 name: fleet_drift
@@ -31,13 +35,6 @@ requirements:
 
 # The implicit fact gathering runs with any --tags: it is not a check of the host.
 FACT_GATHERING = frozenset({"gather_facts", "ansible.builtin.gather_facts", "setup", "ansible.builtin.setup"})
-
-SECRET = re.compile(r"(?i)(password|passwd|secret|token|dsn|key)(\s*[=:]\s*|\s+)(\S+)")
-
-
-def redact(text: str) -> str:
-    """Mask the value of anything that looks like a secret assignment."""
-    return SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}********", text)
 
 
 class CallbackModule(CallbackBase):

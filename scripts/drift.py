@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from scripts.engine import engine_env
+from scripts.redact import redact
 
 ROOT = Path(__file__).resolve().parents[1]
 # The name of a run's report directory: <UTC time>-<check|recheck>.
@@ -132,8 +133,15 @@ def run_playbook(
         enabled = [c for c in env.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if c]
         env["ANSIBLE_CALLBACKS_ENABLED"] = ",".join([*enabled, "fleet_drift"])
     log = out_dir / ("check.log" if check else "correct.log")
-    with log.open("w") as out:
-        subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    # The raw log is masked like the report (diffs of --diff hold file contents).
+    with (
+        log.open("w") as out,
+        subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        ) as proc,
+    ):
+        for line in proc.stdout:
+            out.write(redact(line))
     report = out_dir / "drift.json"
     return json.loads(report.read_text()) if check and report.exists() else None
 
@@ -149,7 +157,7 @@ def exit_status(report: dict | None) -> int:
 
 def check(args: argparse.Namespace, label: str) -> tuple[dict | None, Path]:
     out_dir = Path(args.reports) / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{label}"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     expected, why = selected_hosts(args.inventory, args.limit)
     if expected is None:
         print(f"[drift] {label}: the inventory {args.inventory} failed to load; nothing checked:\n{why}")
@@ -211,8 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.keep < 0:
         parser.error("--keep must be 0 (keep all) or more")
+    # Reports and logs are for the operator alone: files 0600 in 0700 directories
+    # (the callback's too: ansible-playbook inherits the umask).
+    os.umask(0o077)
     reports = Path(args.reports)
-    reports.mkdir(parents=True, exist_ok=True)
+    reports.mkdir(mode=0o700, parents=True, exist_ok=True)
+    reports.chmod(0o700)
     held = lock(reports)
     if held is None:
         print(f"[drift] another drift run holds {reports / '.lock'}; nothing checked", file=sys.stderr)

@@ -136,7 +136,9 @@ def ansible_env() -> dict[str, str]:
 
 # ---- up ----------------------------------------------------------------------
 def ensure_key() -> Path:
-    LAB_DIR.mkdir(parents=True, exist_ok=True)
+    # The lab's key, secrets and logs are the operator's alone.
+    LAB_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    LAB_DIR.chmod(0o700)
     key = LAB_DIR / "id_ed25519"
     if not key.exists():
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fleet-lab", "-f", str(key))
@@ -230,7 +232,8 @@ def converge(extra: list[str], engine: str = "ansible") -> dict[str, dict[str, i
     cmd = ["ansible-playbook", "-i", str(ROOT / "inventories" / "lab"), str(ROOT / "playbooks" / "site.yml"), *extra]
     env = dict(ansible_env(), **engine_env(engine))
     env.setdefault("ANSIBLE_NOCOLOR", "1")
-    with log.open("w") as out:
+    with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        log.chmod(0o600)  # an older log may have been made with the umask's mode
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
         assert proc.stdout is not None
         text = []

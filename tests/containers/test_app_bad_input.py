@@ -71,6 +71,12 @@ def fingerprint_before(app_host):
         ({"app_drain_timeout": 0}, "app_drain_timeout: got 0, expected at least 1"),
         ({"app_gate_timeout": -1}, "app_gate_timeout: got -1, expected at least 1"),
         ({"app_workers": "4"}, None),
+        ({"app_db_connect_timeout": "1.5"}, None),
+        (
+            {"app_db_connect_timeout": 0},
+            "app_db_connect_timeout: got 0, expected seconds, more than 0 and at most 60 (such as 1.5)",
+        ),
+        ({"app_db_connect_timeout": "soon"}, "argument 'app_db_connect_timeout' is of type str and we were unable"),
         ({"app_extra_env": {"GOOD": "1", "bad-name": "x"}}, "app_extra_env: got ['bad-name'], expected names of upper"),
         ({"app_db_write_password": ""}, "app_db_write_password: must be set (from vault) and be one line"),
         ({"app_db_read_password": "two\nlines"}, "app_db_read_password: must be set (from vault) and be one line"),

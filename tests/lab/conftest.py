@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import testinfra
@@ -203,3 +204,28 @@ class Load:
             f"{sum(not self._ok(r) for r in done)} failed, "
             f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms"
         )
+
+
+def lab_secrets() -> dict[str, str]:
+    """name -> value of every secret the lab generated: its vault passwords
+    (.cache/lab/secrets/, the password lookup's files) and its SSH private key's lines."""
+    lab_dir = Path(os.environ.get("FLEET_LAB_DIR", ROOT / ".cache" / "lab"))
+    secrets = {f"vault {p.name}": p.read_text().split()[0] for p in sorted((lab_dir / "secrets").iterdir())}
+    key_lines = (lab_dir / "id_ed25519").read_text().splitlines()
+    secrets |= {f"SSH key line {n}": line for n, line in enumerate(key_lines) if len(line) >= 20 and "---" not in line}
+    assert len(secrets) >= 4, sorted(secrets)  # three passwords and the key
+    return secrets
+
+
+def assert_private_and_free_of_secrets(paths: list[Path]) -> None:
+    """Each file holds no lab secret (named, never shown) and only its owner may read it."""
+    secrets = lab_secrets()
+    leaks = [
+        f"{path}: {name}"
+        for path in paths
+        for name, value in secrets.items()
+        if value in path.read_text(errors="replace")
+    ]
+    assert leaks == [], "secrets found in: " + "; ".join(leaks)
+    shared = [f"{path}: {oct(path.stat().st_mode & 0o777)}" for path in paths if path.stat().st_mode & 0o077]
+    assert shared == [], "readable by others: " + "; ".join(shared)

@@ -15,7 +15,7 @@ from scripts.drift import exit_status
 from scripts.lab import container_ip
 from scripts.recap import parse_recap
 from tests.conftest import ROOT, ansible_env
-from tests.lab.conftest import Load, http, wait_until
+from tests.lab.conftest import Load, assert_private_and_free_of_secrets, http, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -98,6 +98,14 @@ def test_drift_is_reported_exactly_and_corrected_while_serving(tmp_path):
     assert report["hosts_with_drift"] == report["hosts_failed"] == report["hosts_unreachable"] == []
     assert len(load.results) > 50
     assert load.failed() == [], f"{len(load.failed())} of {len(load.results)} requests failed: {load.failed()[:3]}"
+
+    # The check, the correction and the recheck kept no secret, and share nothing:
+    # reports and raw logs 0600 in 0700 directories.
+    written = sorted(p for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink())
+    assert {p.name for p in written} >= {"check.log", "correct.log", "drift.json", "drift.md"}
+    assert_private_and_free_of_secrets(written)
+    for directory in [tmp_path / run.name for run in tmp_path.glob("*-check")] + [tmp_path]:
+        assert directory.stat().st_mode & 0o077 == 0, directory
 
 
 def test_a_host_stopped_during_the_run_is_reported_unreachable_and_the_rest_checked(tmp_path):

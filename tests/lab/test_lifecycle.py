@@ -11,6 +11,7 @@ import yaml
 
 from scripts.recap import host_tasks
 from tests.conftest import ROOT, ansible_env
+from tests.lab.conftest import assert_private_and_free_of_secrets
 
 pytestmark = pytest.mark.lab
 
@@ -28,16 +29,20 @@ def lab(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_up_on_a_running_lab_converges_with_no_change():
     # The lab was built with the stock strategy; this second run uses Mitogen's (half
-    # the time), so both engines converge the whole site, and to the same state.
-    proc = lab("up", "--engine", "mitogen")
+    # the time), so both engines converge the whole site, and to the same state. It
+    # runs with -vvv and --diff: even then no secret reaches its log.
+    proc = lab("up", "--engine", "mitogen", "--", "-vvv", "--diff")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "new: none (all existed)" in proc.stdout
     assert "converge with playbooks/site.yml (engine mitogen): done" in proc.stdout
     summary = re.search(r"converge: (\d+) hosts, changed=(\d+)", proc.stdout)
     assert summary, proc.stdout
     assert int(summary[1]) == 14, proc.stdout  # 13 fleet hosts + the ELB stand-in
-    log = (ROOT / ".cache" / "lab" / "converge.log").read_text()
+    log_file = ROOT / ".cache" / "lab" / "converge.log"
+    log = log_file.read_text()
     assert int(summary[2]) == 0, log[-6000:]
+    assert "task path: " in log, "not a verbose log"
+    assert_private_and_free_of_secrets([log_file])
     # The work of a no-op run, held to its recorded ceiling: a change that adds tasks
     # per host (or loops over the fleet) shows here, whatever the machine's speed.
     ceiling = yaml.safe_load((ROOT / "bench" / "ceilings.yml").read_text())["noop_site_host_tasks"]

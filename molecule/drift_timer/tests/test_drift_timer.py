@@ -269,6 +269,11 @@ def test_runs_never_overlap_and_only_the_newest_are_kept(host, target):
     # Retention (keep 2): the newest two runs stay, the oldest is gone.
     assert after == [before[-1], new[0]]
     assert host.file(f"{REPORTS}/latest").linked_to == f"{REPORTS}/{new[0]}"
+    # The reports hold diffs: only the run's user reads them.
+    assert host.file(REPORTS).mode == host.file(f"{REPORTS}/{new[0]}").mode == 0o700
+    for name in ("drift.json", "drift.md", "check.log"):
+        report = host.file(f"{REPORTS}/{new[0]}/{name}")
+        assert (report.user, report.mode) == (USER, 0o600), name
     assert service(host, "Result", "ExecMainStatus") == {"Result": "success", "ExecMainStatus": "0"}
 
 
