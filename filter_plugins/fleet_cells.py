@@ -45,15 +45,24 @@ from dataclasses import dataclass, field
 
 from ansible.errors import AnsibleFilterError
 
+try:  # as a filter plugin Ansible loads this file alone, outside the package
+    from filter_plugins.fleet_contract import CELL_GROUP, cell_tiers, load, role_groups
+except ImportError:  # pragma: no cover - exercised by ansible-playbook
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from filter_plugins.fleet_contract import CELL_GROUP, cell_tiers, load, role_groups
+
 WEB, LB, APP, DB, DB_PRIMARY, DB_REPLICAS = "web", "lb", "app", "db", "db_primary", "db_replicas"
 
-# A host is in at most one of these groups: that group is its role.
-ROLE_GROUPS = (WEB, LB, APP, DB_PRIMARY, DB_REPLICAS)
+_CONTRACT = load()
+# A host is in at most one of these groups (the tiers of group_vars/all/contract.yml):
+# that group is its role.
+ROLE_GROUPS = role_groups(_CONTRACT)
 
 # The roles that live in a cell, and the key each has in a cell's entry of cell_map.
-CELL_TIERS = {WEB: "web", LB: "lb", APP: "app", DB_REPLICAS: "replica"}
-
-CELL_GROUP = re.compile(r"^cell_[a-z]+$")
+CELL_TIERS = cell_tiers(_CONTRACT)
 
 _DIGITS = re.compile(r"([0-9]+)")
 

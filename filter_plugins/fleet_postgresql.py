@@ -81,9 +81,11 @@ def slot_name(hostname: object) -> str:
 
 
 def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    # Extra vars given as key=value arrive as strings: -e postgresql_max_connections=200 is "200".
+    number = int(value) if isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value) else value
+    if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
         raise AnsibleFilterError(f"fleet_postgresql_tuning: {name} must be a positive integer, got {value!r}")
-    return value
+    return number
 
 
 TUNED = ("max_connections", "shared_buffers_mb", "effective_cache_size_mb", "work_mem_mb", "maintenance_work_mem_mb")
@@ -103,8 +105,7 @@ def tuning(memory_mb: object, cpus: object, overrides: dict | None = None) -> di
     unknown = sorted(set(overrides) - set(TUNED))
     if unknown:
         raise AnsibleFilterError(f"fleet_postgresql_tuning: unknown settings {unknown}; known: {list(TUNED)}")
-    for key, value in overrides.items():
-        _positive_int(key, value)
+    overrides = {key: _positive_int(key, value) for key, value in overrides.items()}
 
     result: dict[str, int] = {}
     result["max_connections"] = overrides.get("max_connections", min(500, max(100, 25 * cpu)))

@@ -51,14 +51,31 @@ def ssh_public_key_problem(key: object) -> str:
 
 
 _PORT_MIN, _PORT_MAX = 1, 65535
+_INTEGER = re.compile(r"\s*-?[0-9]+\s*")
+
+
+def as_integer(value: object) -> int | None:
+    """``value`` as an int when it is one, or a string of digits; None otherwise.
+
+    Extra vars given as ``key=value`` arrive as strings: ``-e fleet_port_http=8081``
+    is "8081", and means 8081. Booleans, floats and anything else are not integers.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and _INTEGER.fullmatch(value):
+        return int(value)
+    return None
 
 
 def port_problem(value: object) -> str:
-    """Why ``value`` is not a TCP port number, or '' when it is."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """Why ``value`` is not a TCP port number (an int or a string of digits), or '' when it is."""
+    port = as_integer(value)
+    if port is None:
         return f"expected an integer, got {value!r}"
-    if not _PORT_MIN <= value <= _PORT_MAX:
-        return f"{value} is outside {_PORT_MIN}-{_PORT_MAX}"
+    if not _PORT_MIN <= port <= _PORT_MAX:
+        return f"{port} is outside {_PORT_MIN}-{_PORT_MAX}"
     return ""
 
 
@@ -97,15 +114,13 @@ def _check_problem(check: dict) -> str:
             return f"items that are not {expected}: {', '.join(map(_shown, bad))}"
         return ""
     if "min" in check:
-        # Extra vars given as key=value arrive as strings: "4" is 4.
-        if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
-            value = int(value)
         # An optional max makes it a range: "at least 1" or "1-300".
         allowed = f"at least {check['min']}" if check.get("max") is None else f"{check['min']}-{check['max']}"
-        if isinstance(value, bool) or not isinstance(value, int):
+        number = as_integer(value)  # key=value extra vars arrive as strings: "4" is 4
+        if number is None:
             return f"got {_shown(value)}, expected an integer of {allowed}"
-        if value < check["min"] or (check.get("max") is not None and value > check["max"]):
-            return f"got {value}, expected {allowed}"
+        if number < check["min"] or (check.get("max") is not None and number > check["max"]):
+            return f"got {number}, expected {allowed}"
         return ""
     if "choices" in check:
         if value not in check["choices"]:

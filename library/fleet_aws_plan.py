@@ -17,17 +17,35 @@ description:
   - Pure computation on the controller; talks to no API and never reports a change.
   - Fails, naming the variable, when a CIDR does not parse, has host bits set, lies
     outside the VPC or overlaps another subnet; when a cell name is not a lowercase
-    letter group or repeats; when an availability zone number is out of range.
+    letter group or repeats; when an availability zone number is out of range; when
+    the operators' CIDR list is empty, or admits everyone in production.
   - Names instances the way the lab does (web1..webN across cells in cell order,
     lb1.., app1.., replica1.., primary) so both inventories yield the same host names.
+    The tiers of a cell come from the contract (group_vars/all/contract.yml), through
+    the C(fleet_aws_tiers) filter; only the instance types are AWS settings.
 options:
   vpc_cidr:
     description: The VPC's IPv4 CIDR.
     type: str
     required: true
-  operator_cidr:
-    description: The only IPv4 CIDR SSH is open to.
+  operator_cidrs:
+    description:
+      - The IPv4 CIDRs SSH to the bastion is open to (aws_operator_cidrs); at least one.
+      - C(0.0.0.0/0) is refused when O(environment) is C(production).
+    type: list
+    elements: str
+    required: true
+  environment:
+    description: fleet_environment, which decides whether an operator CIDR may be everyone.
     type: str
+    required: true
+  tiers:
+    description:
+      - The contract's cell tiers, in order, each with C(group) (the inventory group),
+        C(key) (its key in a cell and host name prefix), C(per_cell) (default count),
+        C(role) (the Role tag) and C(db_role) (the DbRole tag, or empty).
+    type: list
+    elements: dict
     required: true
   cells:
     description: One entry per cell with C(name), C(az), C(private_cidr), C(public_cidr) and optional C(tiers).
@@ -35,11 +53,17 @@ options:
     elements: dict
     required: true
   cell_tiers:
-    description: Default C(count) and C(instance_type) for the tiers C(web), C(lb), C(app), C(replica).
+    description:
+      - Per tier key (C(web), C(lb), C(app), C(replica)) its C(instance_type) and,
+        optionally, a C(count) other than the contract's C(per_cell).
     type: dict
     required: true
   primary_instance_type:
     description: Instance type of the PostgreSQL primary.
+    type: str
+    required: true
+  bastion_instance_type:
+    description: Instance type of the bastion (in the first cell's public subnet).
     type: str
     required: true
   region:
@@ -62,15 +86,18 @@ EXAMPLES = r"""
 - name: Plan the network and the instances
   fleet_aws_plan:
     vpc_cidr: 10.40.0.0/16
-    operator_cidr: 203.0.113.0/24
+    operator_cidrs: [203.0.113.0/24]
+    environment: production
+    tiers: "{{ fleet_contract | fleet_aws_tiers }}"
     cells:
       - {name: a, az: 1, private_cidr: 10.40.1.0/24, public_cidr: 10.40.101.0/24}
     cell_tiers:
-      web: {count: 2, instance_type: t3.small}
-      lb: {count: 1, instance_type: t3.small}
-      app: {count: 2, instance_type: t3.medium}
-      replica: {count: 1, instance_type: t3.medium}
+      web: {instance_type: t3.small}
+      lb: {instance_type: t3.small}
+      app: {instance_type: t3.medium}
+      replica: {instance_type: t3.medium}
     primary_instance_type: t3.medium
+    bastion_instance_type: t3.micro
     region: us-east-1
     zones: [us-east-1a, us-east-1b]
   register: plan
@@ -82,17 +109,22 @@ subnets:
   returned: always
   type: list
   elements: dict
-  sample: [{name: fleet-a-private, cell: a, az: us-east-1a, cidr: 10.40.1.0/24, public: false}]
+  sample: [{name: a-private, cell: a, az: us-east-1a, cidr: 10.40.1.0/24, public: false}]
 instances:
-  description: Every instance with name, role, cell (empty for the primary), db_role, type, az and subnet CIDR.
+  description:
+    - Every instance with name, role, cell (empty for the primary and the bastion), db_role, type,
+      az, subnet CIDR, public (the bastion only) and security_group (the key of its group:
+      C(a-web), C(primary), C(bastion)).
   returned: always
   type: list
   elements: dict
 """
 
-TIERS = ("web", "lb", "app", "replica")
-ROLE = {"web": "web", "lb": "lb", "app": "app", "replica": "db"}
 CELL_NAME = re.compile(r"^[a-z]+$")
+# The cell wiring (filter_plugins/fleet_cells.py) refuses a cell with two LBs or
+# two replicas: each web server has one upstream, each app server one replica.
+ONE_PER_CELL = ("lb", "replica")
+_TIER_KEYS = ("group", "key", "per_cell", "role", "db_role")
 
 
 def _net(value, what, problems):
@@ -102,6 +134,10 @@ def _net(value, what, problems):
         problems.append(f"{what}: {value!r} is not an IPv4 network CIDR ({exc})")
         return None
     return net
+
+
+def _whole(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _known_regions():
@@ -117,6 +153,60 @@ def _known_regions():
     return regions
 
 
+def _operators(params, problems):
+    cidrs = params["operator_cidrs"] or []
+    if not cidrs:
+        problems.append(
+            "aws_operator_cidrs is empty (set aws_operator_cidr, or the list): SSH to the bastion, the only way"
+            " into the fleet, would be open to no one"
+        )
+    for cidr in cidrs:
+        net = _net(cidr, "aws_operator_cidrs", problems)
+        if net is not None and net.prefixlen == 0 and params["environment"] == "production":
+            problems.append(
+                f"aws_operator_cidrs: {net} would open SSH to the bastion to the whole internet; refused in"
+                " production (fleet_environment=production): name the operators' networks"
+            )
+
+
+def _tiers(params, problems):
+    """The contract's cell tiers, checked, by key."""
+    tiers = {}
+    for index, tier in enumerate(params["tiers"] or []):
+        where = f"tiers[{index}] (the contract's cell tiers)"
+        missing = [k for k in _TIER_KEYS if k not in tier]
+        if missing:
+            problems.append(f"{where}: missing {', '.join(missing)}")
+            continue
+        key = str(tier["key"])
+        if not CELL_NAME.match(key):
+            problems.append(f"{where}: key {key!r} is not a host name prefix (lowercase letters)")
+        elif key in tiers:
+            problems.append(f"{where}: key {key} is used twice")
+        elif not _whole(tier["per_cell"]):
+            problems.append(f"{where}: per_cell {tier['per_cell']!r} is not a whole number >= 0")
+        else:
+            tiers[key] = dict(tier)
+    if not tiers and not problems:
+        problems.append("tiers: the contract has no cell tiers")
+    return tiers
+
+
+def _instance(name, role, cell, db_role, instance_type, subnet, security_group):
+    """One instance of the plan, in the subnet given (public or private as that subnet is)."""
+    return {
+        "name": name,
+        "role": role,
+        "cell": cell,
+        "db_role": db_role or "",
+        "instance_type": instance_type,
+        "az": subnet and subnet["az"],
+        "subnet_cidr": subnet and subnet["cidr"],
+        "public": bool(subnet and subnet["public"]),
+        "security_group": security_group,
+    }
+
+
 def plan(params):
     """Return (subnets, instances, problems) for the module's parameters."""
     problems = []
@@ -127,7 +217,17 @@ def plan(params):
     vpc = _net(params["vpc_cidr"], "aws_vpc_cidr", problems)
     if vpc is not None and not 16 <= vpc.prefixlen <= 28:
         problems.append(f"aws_vpc_cidr: {vpc} must have a prefix between /16 and /28 (an AWS limit)")
-    _net(params["operator_cidr"], "aws_operator_cidr", problems)
+    _operators(params, problems)
+    tiers = _tiers(params, problems)
+    known_keys = ", ".join(tiers)
+    defaults = {}
+    for key, value in (params["cell_tiers"] or {}).items():
+        if key not in tiers:
+            problems.append(f"aws_cell_tiers: unknown tier {key!r} (the contract's cell tiers: {known_keys})")
+        elif not isinstance(value, dict):
+            problems.append(f"aws_cell_tiers.{key}: expected a mapping with instance_type (and count)")
+        else:
+            defaults[key] = value
     zones = params["zones"]
     cells = params["cells"]
     if not cells:
@@ -163,50 +263,36 @@ def plan(params):
                 {"name": f"{name}-{kind}", "cell": name, "az": zone, "cidr": str(net), "public": kind == "public"}
             )
 
-    instances, counters = [], dict.fromkeys(TIERS, 0)
+    instances, counters = [], dict.fromkeys(tiers, 0)
     for index, cell in enumerate(cells):
-        tiers = {tier: dict(params["cell_tiers"].get(tier) or {}) for tier in TIERS}
-        for tier, override in (cell.get("tiers") or {}).items():
-            if tier not in TIERS:
-                problems.append(f"aws_cells[{index}].tiers: unknown tier {tier!r} (tiers: {', '.join(TIERS)})")
+        shape = {key: {"count": tier["per_cell"], **defaults.get(key, {})} for key, tier in tiers.items()}
+        for key, override in (cell.get("tiers") or {}).items():
+            if key not in tiers:
+                problems.append(f"aws_cells[{index}].tiers: unknown tier {key!r} (the contract's tiers: {known_keys})")
                 continue
-            tiers[tier].update(override or {})
+            shape[key].update(override or {})
         private = next((s for s in subnets if s["cell"] == cell.get("name") and not s["public"]), None)
-        for tier in TIERS:
-            count, itype = tiers[tier].get("count"), tiers[tier].get("instance_type")
-            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                problems.append(f"{tier} count of cell {cell.get('name')}: {count!r} is not a whole number >= 0")
+        for key, tier in tiers.items():
+            count, itype = shape[key].get("count"), shape[key].get("instance_type")
+            if not _whole(count):
+                problems.append(f"{key} count of cell {cell.get('name')}: {count!r} is not a whole number >= 0")
                 continue
-            if tier in ("lb", "replica") and count != 1:
-                problems.append(f"{tier} count of cell {cell.get('name')}: a cell has exactly one {tier}")
+            if key in ONE_PER_CELL and count != 1:
+                problems.append(f"{key} count of cell {cell.get('name')}: a cell has exactly one {key}")
             if not itype:
-                problems.append(f"{tier} instance_type of cell {cell.get('name')} is missing")
+                problems.append(f"{key} instance_type of cell {cell.get('name')} is missing (aws_cell_tiers.{key})")
             for _ in range(count):
-                counters[tier] += 1
-                instances.append(
-                    {
-                        "name": f"{tier}{counters[tier]}",
-                        "role": ROLE[tier],
-                        "cell": cell.get("name"),
-                        "db_role": "replica" if tier == "replica" else "",
-                        "instance_type": itype,
-                        "az": private and private["az"],
-                        "subnet_cidr": private and private["cidr"],
-                    }
-                )
+                counters[key] += 1
+                name = f"{key}{counters[key]}"
+                sg = f"{cell.get('name')}-{key}"
+                instances.append(_instance(name, tier["role"], cell.get("name"), tier["db_role"], itype, private, sg))
     if cells and subnets:
         first = next((s for s in subnets if not s["public"]), None)
-        instances.append(
-            {
-                "name": "primary",
-                "role": "db",
-                "cell": "",
-                "db_role": "primary",
-                "instance_type": params["primary_instance_type"],
-                "az": first and first["az"],
-                "subnet_cidr": first and first["cidr"],
-            }
-        )
+        instances.append(_instance("primary", "db", "", "primary", params["primary_instance_type"], first, "primary"))
+        # The one way in: SSH from the operators' CIDRs only, a public address
+        # from its subnet. Not a fleet tier: no Cell, no playbook targets it.
+        public = next((s for s in subnets if s["public"]), None)
+        instances.append(_instance("bastion", "bastion", "", "", params["bastion_instance_type"], public, "bastion"))
     return subnets, instances, problems
 
 
@@ -214,10 +300,13 @@ def main():
     module = AnsibleModule(
         argument_spec={
             "vpc_cidr": {"type": "str", "required": True},
-            "operator_cidr": {"type": "str", "required": True},
+            "operator_cidrs": {"type": "list", "elements": "str", "required": True},
+            "environment": {"type": "str", "required": True},
+            "tiers": {"type": "list", "elements": "dict", "required": True},
             "cells": {"type": "list", "elements": "dict", "required": True},
             "cell_tiers": {"type": "dict", "required": True},
             "primary_instance_type": {"type": "str", "required": True},
+            "bastion_instance_type": {"type": "str", "required": True},
             "region": {"type": "str", "required": True},
             "zones": {"type": "list", "elements": "str"},
         },

@@ -27,6 +27,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from filter_plugins.fleet_contract import load as load_contract
 from scripts.engine import engine_env
 from scripts.recap import parse_recap
 
@@ -41,17 +42,19 @@ LABEL = "fleet.lab=1"
 # The ELB stand-in's HTTP port, published on 127.0.0.1 only.
 ELB_PORT = int(os.environ.get("FLEET_LAB_ELB_PORT", "8088"))
 ADMIN_USER = "fleet"
-# systemd as PID 1 without --privileged (see ../shared/notes/testbed.md); the
-# container tests and .config/molecule/config.yml use the same flags.
+# A new host boots as a Debian 12 AMI does: the image's login user, whose sudo is
+# cloud-init's drop-in. Its first converge (site.yml, with the host named in
+# fleet_lab_first_converge: inventories/lab makes it log in as that user) creates
+# the operator account; every later one logs in as the operator.
+BOOTSTRAP_USER = "admin"
+CLOUD_INIT_SUDOERS = "/etc/sudoers.d/90-cloud-init-users"
+# systemd as PID 1 without --privileged (see ../shared/notes/testbed.md): the flags
+# of testbed/systemd-flags.txt, which the container tests (through this name) and
+# every molecule scenario (molecule/shared/create.yml) use too.
 SYSTEMD_FLAGS = [
-    "--cap-add=SYS_ADMIN",
-    "--security-opt=seccomp=unconfined",
-    "--security-opt=apparmor=unconfined",
-    "--cgroupns=host",
-    "--volume=/sys/fs/cgroup:/sys/fs/cgroup:ro",
-    "--tmpfs=/run",
-    "--tmpfs=/run/lock",
-    "--tmpfs=/tmp",
+    line.strip()
+    for line in (ROOT / "testbed" / "systemd-flags.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
 ]
 
 
@@ -73,19 +76,24 @@ class Host:
 
 
 def fleet_hosts(cells: int) -> list[Host]:
-    """The hosts of ../shared/topology.txt for `cells` cells (a, b, c, ...)."""
+    """The hosts of ../shared/topology.txt for `cells` cells (a, b, c, ...), in the shape of a
+    cell that group_vars/all/contract.yml gives (web1, web2, lb1, app1, app2, replica1 in cell a)."""
     if not 1 <= cells <= 26:
         raise SystemExit("--cells must be between 1 and 26")
+    contract = load_contract()
+    db_tiers = contract["unions"]["db"]
     hosts = [Host("primary", "db", db_role="primary")]
-    for i, cell in enumerate(string.ascii_lowercase[:cells]):
-        hosts += [
-            Host(f"web{2 * i + 1}", "web", cell),
-            Host(f"web{2 * i + 2}", "web", cell),
-            Host(f"lb{i + 1}", "lb", cell),
-            Host(f"app{2 * i + 1}", "app", cell),
-            Host(f"app{2 * i + 2}", "app", cell),
-            Host(f"replica{i + 1}", "db", cell, db_role="replica"),
-        ]
+    counters: dict[str, int] = {}
+    for cell in string.ascii_lowercase[:cells]:
+        for group, tier in contract["tiers"].items():
+            if "cell" not in tier:
+                continue
+            key = tier["cell"]
+            for _ in range(int(tier["per_cell"])):
+                counters[key] = counters.get(key, 0) + 1
+                # Labels the lab inventory groups by: a replica is role db, db_role replica.
+                role, db_role = ("db", key) if group in db_tiers else (group, "")
+                hosts.append(Host(f"{key}{counters[key]}", role, cell, db_role=db_role))
     hosts.append(Host("elb", "elb"))
     return hosts
 
@@ -167,7 +175,9 @@ def create_host(host: Host, pubkey: str) -> bool:
             raise SystemExit(f"a container named {host.name} exists and is not the lab's; remove it or rename it")
         docker("start", host.name)
         return False
+    # NET_ADMIN: each host runs its own nftables firewall (role firewall), as an EC2 instance does.
     args = ["run", "-d", "--name", host.name, "--hostname", host.name, "--network", NETWORK, *SYSTEMD_FLAGS]
+    args.append("--cap-add=NET_ADMIN")
     for key, value in host.labels.items():
         args += ["--label", f"{key}={value}"]
     if host.role == "elb":
@@ -176,27 +186,32 @@ def create_host(host: Host, pubkey: str) -> bool:
     return True
 
 
-def bootstrap_host(name: str, pubkey: str) -> None:
-    """What cloud-init does on EC2: the operator account with the key and sudo."""
+def bootstrap_host(host: Host, pubkey: str) -> None:
+    """What cloud-init does on a Debian 12 AMI: the login user admin with the key pair's
+    key, and its sudo rule in cloud-init's own drop-in (not the operator account: the
+    first converge makes that). The ELB stand-in, which base never converges (in AWS
+    it is the ALB, no host of fleet's), gets the operator account here instead."""
+    user = ADMIN_USER if host.role == "elb" else BOOTSTRAP_USER
+    sudoers = "/etc/sudoers.d/fleet-admin" if host.role == "elb" else CLOUD_INIT_SUDOERS
     script = f"""
 set -e
-id {ADMIN_USER} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {ADMIN_USER}
-install -d -m 0700 -o {ADMIN_USER} -g {ADMIN_USER} /home/{ADMIN_USER}/.ssh
-printf '%s\\n' '{pubkey}' > /home/{ADMIN_USER}/.ssh/authorized_keys
-chown {ADMIN_USER}:{ADMIN_USER} /home/{ADMIN_USER}/.ssh/authorized_keys
-chmod 0600 /home/{ADMIN_USER}/.ssh/authorized_keys
-printf '%s ALL=(ALL:ALL) NOPASSWD: ALL\\n' {ADMIN_USER} > /etc/sudoers.d/fleet-admin
-chmod 0440 /etc/sudoers.d/fleet-admin
+id {user} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {user}
+install -d -m 0700 -o {user} -g {user} /home/{user}/.ssh
+printf '%s\\n' '{pubkey}' > /home/{user}/.ssh/authorized_keys
+chown {user}:{user} /home/{user}/.ssh/authorized_keys
+chmod 0600 /home/{user}/.ssh/authorized_keys
+printf '# Created by cloud-init\\n\\n# User rules for {user}\\n{user} ALL=(ALL) NOPASSWD:ALL\\n' > {sudoers}
+chmod 0440 {sudoers}
 """
-    docker("exec", name, "sh", "-c", script)
+    docker("exec", host.name, "sh", "-c", script)
 
 
-def wait_for_ssh(hosts: list[Host], key: Path, timeout: float = 90) -> None:
+def wait_for_ssh(hosts: list[Host], key: Path, user: str = ADMIN_USER, timeout: float = 90) -> None:
     pending = {h.name: container_ip(h.name) for h in hosts}
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
         for name, ip in list(pending.items()):
-            probe = sh(*ssh_command(ip, key), "true", check=False)
+            probe = sh(*ssh_command(ip, key, user), "true", check=False)
             if probe.returncode == 0:
                 del pending[name]
         if pending:
@@ -205,7 +220,7 @@ def wait_for_ssh(hosts: list[Host], key: Path, timeout: float = 90) -> None:
         raise SystemExit(f"sshd did not answer on: {', '.join(sorted(pending))}")
 
 
-def ssh_command(ip: str, key: Path) -> list[str]:
+def ssh_command(ip: str, key: Path, user: str = ADMIN_USER) -> list[str]:
     return [
         "ssh",
         "-i",
@@ -218,7 +233,7 @@ def ssh_command(ip: str, key: Path) -> list[str]:
         "BatchMode=yes",
         "-o",
         "ConnectTimeout=5",
-        f"{ADMIN_USER}@{ip}",
+        f"{user}@{ip}",
     ]
 
 
@@ -226,10 +241,10 @@ FATAL = re.compile(r"^(?:fatal|failed): \[(?P<host>[^\]]+)\]", re.M)
 TASK = re.compile(r"^TASK \[(?P<task>.+?)\] \*+", re.M)
 
 
-def converge(extra: list[str], engine: str = "ansible") -> dict[str, dict[str, int]]:
-    """Run playbooks/site.yml over the lab; on failure say which host and task, and how to retry."""
-    log = LAB_DIR / "converge.log"
-    cmd = ["ansible-playbook", "-i", str(ROOT / "inventories" / "lab"), str(ROOT / "playbooks" / "site.yml"), *extra]
+def converge(extra: list[str], engine: str = "ansible", playbook: str = "site.yml") -> dict[str, dict[str, int]]:
+    """Run playbooks/site.yml (or ``playbook``) over the lab; on failure say which host and task, and how to retry."""
+    log = LAB_DIR / f"converge-{Path(playbook).stem}.log" if playbook != "site.yml" else LAB_DIR / "converge.log"
+    cmd = ["ansible-playbook", "-i", str(ROOT / "inventories" / "lab"), str(ROOT / "playbooks" / playbook), *extra]
     env = dict(ansible_env(), **engine_env(engine))
     env.setdefault("ANSIBLE_NOCOLOR", "1")
     with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
@@ -253,7 +268,7 @@ def converge(extra: list[str], engine: str = "ansible") -> dict[str, dict[str, i
             task = tasks[-1]["task"] if tasks else "?"
             print(f"[lab]   host {m['host']}: task '{task}'")
         print("[lab] retry: bin/fleet lab up   (safe on a running lab), or just the failed hosts:")
-        print("[lab]        .venv/bin/ansible-playbook -i inventories/lab playbooks/site.yml --limit <host>")
+        print(f"[lab]        .venv/bin/ansible-playbook -i inventories/lab playbooks/{playbook} --limit <host>")
         raise SystemExit(1)
     return recap
 
@@ -330,16 +345,25 @@ def cmd_up(args: argparse.Namespace) -> None:
         created = [h for h in hosts if create_host(h, pubkey)]
         forget_facts([h.name for h in created])
         print(f"[lab]   new: {', '.join(h.name for h in created) or 'none (all existed)'}")
-    with Phase("bootstrap the operator account and wait for sshd"):
+    with Phase(f"boot the new hosts as a Debian AMI does (user {BOOTSTRAP_USER}, sudo from cloud-init); wait for sshd"):
         for h in created:
-            bootstrap_host(h.name, pubkey)
-        wait_for_ssh(hosts, key)
+            bootstrap_host(h, pubkey)
+        fresh = [h for h in created if h.role != "elb"]
+        wait_for_ssh(fresh, key, BOOTSTRAP_USER)
+        wait_for_ssh([h for h in hosts if h not in fresh], key)
     if args.no_converge:
         return
     with Phase("build the app release on the controller (hosts never reach PyPI)"):
         sh(str(ROOT / "scripts" / "build-release.sh"), capture=False, stdout=subprocess.DEVNULL)
-    with Phase(f"converge with playbooks/site.yml (engine {args.engine})"):
-        recap = converge(args.ansible_args, args.engine)
+    # The new hosts log in as the AMI's user for this converge, the others as the operator.
+    first = ["-e", json.dumps({"fleet_lab_first_converge": [h.name for h in fresh]})] if fresh else []
+    what = f" ({len(fresh)} new hosts log in as {BOOTSTRAP_USER}: their first converge)" if fresh else ""
+    with Phase(f"converge with playbooks/site.yml (engine {args.engine}){what}"):
+        recap = converge([*first, *args.ansible_args], args.engine)
+    if fresh:
+        # As the operator now: base removes cloud-init's rule, the first converge's own.
+        with Phase(f"the operator takes over the new hosts: base_admin as {ADMIN_USER}"):
+            converge(["--tags", "base_admin", "--limit", ",".join(h.name for h in fresh)], args.engine, "base.yml")
     changed = sum(stats["changed"] for stats in recap.values())
     print(f"[lab] converge: {len(recap)} hosts, changed={changed}")
     with Phase("smoke check through the ELB stand-in"):
@@ -386,7 +410,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="create and converge the lab, then smoke-test it")
     up.add_argument("--cells", type=int, default=2, help="number of cells (default 2)")
-    up.add_argument("--no-converge", action="store_true", help="only create the hosts")
+    up.add_argument("--no-converge", action="store_true", help="only create the hosts (as fresh AMIs)")
     up.add_argument(
         "--engine",
         choices=["mitogen", "ansible"],

@@ -53,6 +53,19 @@ def assert_failed_before_any_change(
             {"haproxy_stats_port": 8080},
             "haproxy_stats_port: got 8080, expected a port other than haproxy_frontend_port=8080",
         ),
+        # As -e haproxy_stats_port=8080 gives it: a string, still the frontend's port.
+        (
+            {"haproxy_stats_port": "8080"},
+            "haproxy_stats_port: got '8080', expected a port other than haproxy_frontend_port=8080",
+        ),
+        (
+            {"haproxy_backend_name": "my app"},
+            "haproxy_backend_name: got 'my app', expected an HAProxy proxy name (letters, digits and . _ - or colons)",
+        ),
+        (
+            {"haproxy_frontend_name": "stats"},
+            "haproxy_frontend_name: got 'stats', expected a name other than stats (the stats frontend)",
+        ),
         ({"haproxy_backend_servers": []}, "haproxy_backend_servers is empty"),
         (
             {"haproxy_backend_servers": [{"name": "app1", "address": "10.0.0.1"}]},
@@ -87,8 +100,9 @@ def assert_failed_before_any_change(
 def test_bad_lb_variable_fails_before_any_change(fresh_host, fingerprint_before, tmp_path, override, expected):
     lb = as_member(fresh_host, tmp_path, "lb")
     result = lb.playbook("playbooks/lb.yml", {**GOOD_LB, **override})
-    # Comparing two ports names both; the complaint is about the one given.
+    # Comparing two ports (or names) names both; the complaint is about the one given.
     blames = set(override) | ({"haproxy_frontend_port"} if "other than haproxy_frontend_port" in expected else set())
+    blames |= {"haproxy_backend_name"} if "other than stats" in expected else set()
     assert_failed_before_any_change(lb, result, expected, fingerprint_before, blames, "haproxy_")
 
 
@@ -103,7 +117,7 @@ def test_bad_lb_variable_fails_before_any_change(fresh_host, fingerprint_before,
 def test_lb_without_app_servers_in_its_cell_fails_before_any_change(
     fresh_host, fingerprint_before, tmp_path, groups, expected
 ):
-    """The wiring in group_vars/all/lb.yml, not an override, finds no backends."""
+    """The wiring in group_vars/lb.yml, not an override, finds no backends."""
     lb = as_member(fresh_host, tmp_path, *groups)
     result = lb.playbook("playbooks/lb.yml")
     # The inventory is wrong, not a variable: the message names the host and the cell.

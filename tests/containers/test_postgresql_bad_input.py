@@ -113,6 +113,18 @@ CASES = {
         {},
         "postgresql_version=14 is not supported",
     ),
+    "version_not_a_whole_number": (
+        {"db": ["H"], "db_primary": ["H"]},
+        {"postgresql_version": 15.0},
+        {},
+        "postgresql_version=15.0 is not supported",
+    ),
+    "port_out_of_range": (
+        {"db": ["H"], "db_primary": ["H"]},
+        {"postgresql_port": "70000"},
+        {},
+        "Bad postgresql variable: postgresql_port: 70000 is outside 1-65535.",
+    ),
     "bad_slot_name": (
         {"db": ["db-p", "H"], "db_primary": ["db-p"], "db_replicas": ["H"]},
         {},

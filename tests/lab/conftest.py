@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 import testinfra
 
 from filter_plugins.fleet_haproxy import haproxy_servers as fleet_haproxy_servers
-from tests.conftest import ROOT, plain, run
+from tests.conftest import ROOT, plain, rendered, run
 
 ELB = f"http://127.0.0.1:{os.environ.get('FLEET_LAB_ELB_PORT', '8088')}"
 INVENTORY = ROOT / "inventories" / "lab"
@@ -91,12 +92,24 @@ class Freezer:
     def __init__(self) -> None:
         self.frozen: set[str] = set()
 
+    @staticmethod
+    def _docker(verb: str, name: str) -> None:
+        # The cgroup freezer can give up on a loaded machine (a task that would not
+        # stop in time; seen once in a clean-clone run): ask again, a bounded number
+        # of times, and fail with docker's own words.
+        for attempt in range(3):
+            proc = subprocess.run(["docker", verb, name], capture_output=True, text=True, check=False)
+            if proc.returncode == 0:
+                return
+            time.sleep(0.5 * (attempt + 1))
+        raise AssertionError(f"docker {verb} {name}: {proc.stderr.strip()}")
+
     def pause(self, name: str) -> None:
-        subprocess.run(["docker", "pause", name], check=True, capture_output=True)
+        self._docker("pause", name)
         self.frozen.add(name)
 
     def unpause(self, name: str) -> None:
-        subprocess.run(["docker", "unpause", name], check=True, capture_output=True)
+        self._docker("unpause", name)
         self.frozen.discard(name)
 
 
@@ -109,19 +122,48 @@ def freezer() -> Iterator[Freezer]:
         f.unpause(name)
 
 
-def lab_exec(name: str, script: str, timeout: float = 30) -> str:
-    """Run a shell script on a lab host through docker (no Ansible in between: fast)."""
+def lab_exec(name: str, script: str, timeout: float = 30, args: tuple[str, ...] = ()) -> str:
+    """Run a shell script on a lab host through docker (no Ansible in between: fast).
+
+    ``args`` are the script's $1, $2, ...: a secret passed so is on no command line a log shows."""
     proc = subprocess.run(
-        ["docker", "exec", name, "sh", "-c", script], capture_output=True, text=True, check=False, timeout=timeout
+        ["docker", "exec", name, "sh", "-c", script, "sh", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
     )
     assert proc.returncode == 0, f"{name}: {script}: {proc.stderr}"
     return proc.stdout
 
 
+def http_from(name: str, method: str, url: str, body: dict | None = None, timeout: float = 5) -> tuple[int, object]:
+    """An HTTP request sent from inside lab host ``name`` (where the host firewalls admit it: a web
+    server, for one, answers only the ELB), with curl; (status, JSON or text) like http()."""
+    cmd = ["docker", "exec", name, "curl", "-sS", "-m", str(timeout), "-X", method, "-w", "\n%{http_code}"]
+    if body is not None:
+        cmd += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
+    proc = subprocess.run([*cmd, url], capture_output=True, text=True, check=False, timeout=timeout + 10)
+    raw, _, code = proc.stdout.rpartition("\n")
+    status = int(code) if code.isdigit() else 0
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw or proc.stderr
+
+
+@functools.cache
+def haproxy_backends() -> dict[str, str]:
+    """HAProxy host (the LBs and the ELB stand-in) -> the name of its backend, as the
+    lab inventory renders haproxy_backend_name (group_vars/lb.yml, group_vars/elb.yml)."""
+    return rendered(INVENTORY, "lb:elb", "haproxy_backend_name")
+
+
 def haproxy_servers(lb: str) -> dict[str, str]:
-    """server name -> status (UP/DOWN/DRAIN...) of the app backend on one LB, from its admin socket."""
+    """server name -> status (UP/DOWN/DRAIN...) of the backend of one LB (or the ELB
+    stand-in), from its admin socket."""
     out = lab_exec(lb, "echo 'show stat' | socat stdio unix-connect:/run/haproxy/admin.sock")
-    return {name: server["status"] for name, server in fleet_haproxy_servers(out, "app").items()}
+    return {name: server["status"] for name, server in fleet_haproxy_servers(out, haproxy_backends()[lb]).items()}
 
 
 class Load:

@@ -15,7 +15,7 @@ import yaml
 
 from scripts.engine import engine_env
 from tests.conftest import ROOT, ansible_env
-from tests.lab.conftest import ELB, INVENTORY, Load, haproxy_servers, http, lab_exec, wait_until
+from tests.lab.conftest import ELB, INVENTORY, Load, haproxy_backends, haproxy_servers, http, lab_exec, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -147,7 +147,7 @@ def test_a_broken_release_stops_at_the_first_batch_and_fails_no_request(releases
 
 def test_a_rollout_that_would_drain_the_last_up_server_is_refused_before_any_change(releases):
     socket_cmd = "echo '{}' | socat stdio unix-connect:/run/haproxy/admin.sock"
-    lab_exec("lb1", socket_cmd.format("set server app/app2 state maint"))
+    lab_exec("lb1", socket_cmd.format(f"set server {haproxy_backends()['lb1']}/app2 state maint"))
     try:
         proc = deploy("-e", f"app_release_version={NEXT}")
         out = proc.stdout + proc.stderr
@@ -158,7 +158,7 @@ def test_a_rollout_that_would_drain_the_last_up_server_is_refused_before_any_cha
         assert versions() == dict.fromkeys(APPS, CURRENT)
         assert haproxy_servers("lb1")["app1"] == "UP"
     finally:
-        lab_exec("lb1", socket_cmd.format("set server app/app2 state ready"))
+        lab_exec("lb1", socket_cmd.format(f"set server {haproxy_backends()['lb1']}/app2 state ready"))
     assert wait_until(lambda: haproxy_servers("lb1")["app2"] == "UP", timeout=30)
 
 

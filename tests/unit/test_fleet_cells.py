@@ -25,38 +25,16 @@ from filter_plugins.fleet_cells import (
     server_list,
     web_upstream,
 )
+from tests.conftest import TWO_CELL_GROUPS
 
 ROOT = Path(__file__).resolve().parents[2]
 
 # The groups dict Ansible exposes for the two cells of ARCHITECTURE.md, including
 # the implicit groups and one unrelated group, which the filters must ignore.
 TWO_CELLS: dict[str, list[str]] = {
-    "all": [
-        "elb1",
-        "web1",
-        "web2",
-        "web3",
-        "web4",
-        "lb1",
-        "lb2",
-        "app1",
-        "app2",
-        "app3",
-        "app4",
-        "primary",
-        "replica1",
-        "replica2",
-    ],
+    "all": [h for g in ("elb", "web", "lb", "app", "db") for h in TWO_CELL_GROUPS[g]],
     "ungrouped": [],
-    "elb": ["elb1"],
-    "web": ["web1", "web2", "web3", "web4"],
-    "lb": ["lb1", "lb2"],
-    "app": ["app1", "app2", "app3", "app4"],
-    "db": ["primary", "replica1", "replica2"],
-    "db_primary": ["primary"],
-    "db_replicas": ["replica1", "replica2"],
-    "cell_a": ["web1", "web2", "lb1", "app1", "app2", "replica1"],
-    "cell_b": ["web3", "web4", "lb2", "app3", "app4", "replica2"],
+    **copy.deepcopy(TWO_CELL_GROUPS),
 }
 
 CELL_C = {
@@ -483,7 +461,11 @@ def test_incomplete_cells_fail_where_it_matters(call, groups, message):
             lambda g: app_replica("ghost", g), "ghost is not in group app (it is in none of the role", id="unknown-app"
         ),
         pytest.param(lambda g: cell_of("primary", g), "primary is in no cell (it is in db_primary", id="primary-cell"),
-        pytest.param(lambda g: cell_of("elb1", g), "elb1 is in no cell (it is in no role group)", id="elb-host-cell"),
+        pytest.param(
+            lambda g: cell_of("elb", g),
+            "elb is in no cell (it is in elb, which belongs to no cell)",
+            id="elb-host-cell",
+        ),
         pytest.param(lambda g: web_upstream(None, g), "expected a host name, got NoneType", id="host-not-a-name"),
         pytest.param(lambda g: cell_map(["web1"]), "expected the inventory groups (a mapping)", id="groups-not-a-map"),
     ],

@@ -132,17 +132,29 @@ def test_override_changes_derived_work_mem():
     [
         (0, 2, None),
         (-1, 2, None),
-        ("1024", 2, None),
+        ("1024MB", 2, None),
+        ("2.5", 2, None),
         (True, 2, None),
         (1024, 0, None),
         (1024, 2, {"shared_buffers": 5}),
         (1024, 2, {"shared_buffers_mb": "lots"}),
         (1024, 2, {"max_connections": 0}),
+        (1024, 2, {"max_connections": "0"}),
+        (1024, 2, {"max_connections": "80a"}),
+        (1024, 2, {"work_mem_mb": 4.0}),
     ],
 )
 def test_tuning_rejects_bad_input(memory, cpus, overrides):
     with pytest.raises(AnsibleFilterError):
         tuning(memory, cpus, overrides)
+
+
+def test_tuning_takes_strings_of_digits():
+    """Extra vars given as key=value arrive as strings: -e postgresql_max_connections=200 is "200"."""
+    assert tuning("16384", "8", {"max_connections": "200", "work_mem_mb": " 16 "}) == tuning(
+        16384, 8, {"max_connections": 200, "work_mem_mb": 16}
+    )
+    assert tuning(16384, 8, {"max_connections": "200"})["max_connections"] == 200
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,12 @@ import base64
 import struct
 
 import pytest
+import yaml
+from ansible.parsing.splitter import parse_kv
 
 from filter_plugins.fleet_validate import (
     FilterModule,
+    as_integer,
     port_problem,
     size_problem,
     ssh_public_key_problem,
@@ -17,6 +20,12 @@ from filter_plugins.fleet_validate import (
 from tests.conftest import ROOT
 
 GOOD_ED25519 = (ROOT / "tests" / "fixtures" / "admin_ed25519.pub").read_text().strip()
+# Every port of the contract: a new fleet_port_* is tested without editing this file.
+FLEET_PORTS = {
+    name: value
+    for name, value in yaml.safe_load((ROOT / "group_vars" / "all" / "fleet.yml").read_text()).items()
+    if name.startswith("fleet_port_")
+}
 
 
 def _blob(key_type: str, payload: bytes = b"\0" * 36) -> str:
@@ -59,9 +68,66 @@ def test_port_range(value, ok):
     assert (port_problem(value) == "") is ok
 
 
-@pytest.mark.parametrize("value", ["22", 22.0, True, None])
-def test_port_must_be_an_int(value):
-    assert "expected an integer" in port_problem(value)
+# Extra vars given as key=value arrive as strings: -e fleet_port_lb_frontend=8081 is "8081".
+@pytest.mark.parametrize("value", ["1", "22", "8081", "65535", " 8081 "])
+def test_a_port_may_be_a_string_of_digits(value):
+    assert port_problem(value) == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("0", "0 is outside 1-65535"), ("70000", "70000 is outside 1-65535"), ("-1", "-1 is outside 1-65535")],
+)
+def test_a_string_port_is_range_checked_as_a_number(value, problem):
+    assert port_problem(value) == problem
+
+
+@pytest.mark.parametrize(
+    "value", ["80a", "", " ", "8080.0", "0x50", "+80", "8 080", "٨٠", 8080.0, 22.0, True, False, None, [80]]
+)
+def test_port_must_be_an_int_or_its_digits(value):
+    assert port_problem(value) == f"expected an integer, got {value!r}"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (8081, 8081),
+        ("8081", 8081),
+        (" 42 ", 42),
+        ("-3", -3),
+        (0, 0),
+        ("4a", None),
+        (True, None),
+        (4.0, None),
+        (None, None),
+    ],
+)
+def test_as_integer(value, expected):
+    assert as_integer(value) == expected
+
+
+def key_value(name: str, value: object) -> object:
+    """``name``'s value as ``-e name=value`` gives it (ansible-playbook's own parser)."""
+    return parse_kv(f"{name}={value}")[name]
+
+
+@pytest.mark.parametrize("name", sorted(FLEET_PORTS))
+def test_every_port_of_the_contract_is_accepted_as_key_value(name):
+    """Each fleet_port_* of group_vars/all/fleet.yml, typed as -e fleet_port_x=NNNN."""
+    given = key_value(name, FLEET_PORTS[name])
+    assert given == str(FLEET_PORTS[name])  # a string, not the int of fleet.yml
+    assert variable_problems([{"name": name, "value": given, "port": True}]) == []
+
+
+@pytest.mark.parametrize("name", sorted(FLEET_PORTS))
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [("80a", "expected an integer, got '80a'"), ("0", "0 is outside 1-65535"), ("70000", "70000 is outside 1-65535")],
+)
+def test_a_bad_port_of_the_contract_as_key_value_is_refused(name, bad, problem):
+    given = key_value(name, bad)
+    assert variable_problems([{"name": name, "value": given, "port": True}]) == [f"{name}: {problem}"]
 
 
 @pytest.mark.parametrize(
@@ -99,6 +165,10 @@ def test_filters_are_registered():
         ({"min": 1, "max": 300, "value": 0}, "p: got 0, expected 1-300"),
         ({"min": 1, "max": 300, "value": "301"}, "p: got 301, expected 1-300"),
         ({"min": 1, "max": 300, "value": 2.5}, "p: got 2.5, expected an integer of 1-300"),
+        ({"min": 1, "value": "2.0"}, "p: got '2.0', expected an integer of at least 1"),
+        ({"min": 1, "value": "0"}, "p: got 0, expected at least 1"),
+        ({"port": True, "value": "80a"}, "p: expected an integer, got '80a'"),
+        ({"port": True, "value": "0"}, "p: 0 is outside 1-65535"),
         ({"choices": ["python"], "value": "node"}, "p: got 'node', expected one of python"),
         ({"ok": False, "expected": "something else", "value": ""}, "p: got '', expected something else"),
     ],
@@ -117,6 +187,9 @@ def test_a_failing_check_names_the_variable_what_is_wrong_and_what_is_allowed(ch
         {"items_regex": "^[a-z]+$", "expected": "names", "value": []},
         {"min": 1, "value": 1},
         {"min": 1, "value": "4"},  # key=value extra vars arrive as strings
+        {"min": 0, "value": " 0 "},
+        {"min": -1, "value": "-1"},
+        {"port": True, "value": "8081"},
         {"min": 1, "max": 300, "value": 300},
         {"min": 1, "max": 300, "value": "1"},
         {"min": 1, "max": None, "value": 10**6},  # max: null is no maximum

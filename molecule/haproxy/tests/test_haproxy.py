@@ -7,6 +7,7 @@ made from inside the containers with python3 (the image has no curl).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from scripts.recap import hosts_with_drift
+from tests.conftest import rendered
 
 SCENARIO = Path(__file__).resolve().parents[1]
 LB = "haproxy-lb1"
@@ -110,6 +112,14 @@ def admin(command: str) -> str:
     return proc.stdout
 
 
+@functools.cache
+def backend() -> str:
+    """The backend's name the LB was converged with: haproxy_backend_name of this
+    scenario's inventory (group_vars/lb.yml), as Ansible renders it."""
+    env = {"ANSIBLE_CONFIG": os.environ["ANSIBLE_CONFIG"]} if "ANSIBLE_CONFIG" in os.environ else {}
+    return rendered(os.environ["MOLECULE_INVENTORY_FILE"], LB, "haproxy_backend_name", **env)[LB]
+
+
 def table(text: str, sep: str | None) -> list[dict[str, str]]:
     """Rows of a socket answer whose header line starts with '# ', as dicts by column name."""
     lines = text.splitlines()
@@ -119,9 +129,9 @@ def table(text: str, sep: str | None) -> list[dict[str, str]]:
 
 
 def server_stats() -> dict[str, dict[str, str]]:
-    """`show stat` of each server of backend app (status, check_status, wredis, ...)."""
+    """`show stat` of each server of the backend (status, check_status, wredis, ...)."""
     rows = table(admin("show stat"), ",")
-    return {r["svname"]: r for r in rows if r["pxname"] == "app" and r["svname"] not in ("FRONTEND", "BACKEND")}
+    return {r["svname"]: r for r in rows if r["pxname"] == backend() and r["svname"] not in ("FRONTEND", "BACKEND")}
 
 
 def check_status(stats: dict[str, str]) -> str:
@@ -130,8 +140,8 @@ def check_status(stats: dict[str, str]) -> str:
 
 
 def servers_state() -> dict[str, dict[str, str]]:
-    """`show servers state app`: HAProxy's own view of each server (srv_op_state 2 = running)."""
-    return {r["srv_name"]: r for r in table(admin("show servers state app"), None)}
+    """`show servers state <backend>`: HAProxy's own view of each server (srv_op_state 2 = running)."""
+    return {r["srv_name"]: r for r in table(admin(f"show servers state {backend()}"), None)}
 
 
 def served_by(responses: list[tuple[int, str]]) -> list[tuple[int, str]]:
@@ -140,7 +150,7 @@ def served_by(responses: list[tuple[int, str]]) -> list[tuple[int, str]]:
 
 
 def server_status() -> dict[str, str]:
-    """Status of each server of backend app, from the admin socket."""
+    """Status of each server of the backend, from the admin socket."""
     return {name: row["status"] for name, row in server_stats().items()}
 
 
@@ -177,7 +187,7 @@ def all_up():
     yield
     for app in APPS:
         sh(app, f"rm -f {UNHEALTHY}; systemctl start standin-backend")
-        admin(f"enable health app/{app}")
+        admin(f"enable health {backend()}/{app}")
     assert wait_for(lambda: set(server_status().values()) == {"UP"}), server_status()
 
 
@@ -252,7 +262,7 @@ def test_admin_socket_is_local_and_restricted():
     assert sh(LB, f"stat -c '%F %U %G %a' {SOCKET}").stdout.split() == ["socket", "root", "haproxy", "660"]
     assert "level admin" in sh(LB, f"grep 'stats socket' {CONFIG}").stdout
     # Admin level: the socket answers admin-only commands.
-    assert sh(LB, f"echo 'show servers state app' | socat stdio {SOCKET}").returncode == 0
+    assert sh(LB, f"echo 'show servers state {backend()}' | socat stdio {SOCKET}").returncode == 0
 
 
 def test_requests_alternate_between_the_app_servers(frontend, all_up):
@@ -282,7 +292,7 @@ def test_request_to_a_dead_server_still_up_for_haproxy_is_redispatched(frontend,
     UP however long the test takes), and shown to be UP before and after the requests.
     """
     dead, alive = APPS
-    admin(f"disable health app/{dead}")
+    admin(f"disable health {backend()}/{dead}")
     sh(dead, "systemctl kill --signal=KILL standin-backend")
     assert wait_for(lambda: refuses_connections(dead, fleet_ports["app"]), timeout=10), "the backend did not die"
     assert servers_state()[dead]["srv_op_state"] == "2", servers_state()
@@ -302,7 +312,7 @@ def test_stats_page_and_metrics_on_the_stats_port(fleet_ports):
     [(status, body)] = fetch(f"{base}/metrics")
     assert status == 200
     assert "haproxy_process_" in body
-    assert 'haproxy_server_status{proxy="app",server="haproxy-app1",state="UP"} 1' in body
+    assert f'haproxy_server_status{{proxy="{backend()}",server="haproxy-app1",state="UP"}} 1' in body
     [(status, body)] = fetch(f"{base}/stats")
     assert status == 200
     assert "Statistics Report" in body
@@ -334,7 +344,7 @@ def answering_worker() -> str:
 def test_drained_server_stays_drained_across_a_reload(all_up):
     """The drop-in saves `show servers state` before each reload; the new worker loads it."""
     drained, other = APPS[1], APPS[0]
-    admin(f"set server app/{drained} state drain")
+    admin(f"set server {backend()}/{drained} state drain")
     try:
         assert server_status()[drained] == "DRAIN", server_status()
         before = answering_worker()
@@ -344,7 +354,7 @@ def test_drained_server_stays_drained_across_a_reload(all_up):
         saved = {r["srv_name"]: r for r in table(sh(LB, f"cat {STATE_FILE}").stdout, None)}
         assert int(saved[drained]["srv_admin_state"]) & ADMIN_DRAIN, saved[drained]
     finally:
-        admin(f"set server app/{drained} state ready")
+        admin(f"set server {backend()}/{drained} state ready")
     assert wait_for(lambda: server_status()[drained] == "UP"), server_status()
 
 

@@ -261,12 +261,18 @@ def test_unreadable_control_file_stops_the_run_before_any_wipe(marked):
 
 def test_corrupt_control_file_stops_a_check_run_too(marked):
     """Garbage of the right size, where pg_controldata only warns (exit 0); in --check, as a drift run does."""
+    # A running standby rewrites pg_control at each restartpoint and whenever it
+    # moves minRecoveryPoint, which would quietly mend the garbage mid-run (seen
+    # once on a loaded machine). Paused replay after a restartpoint writes nothing.
+    sql(GUARDED, "SELECT pg_wal_replay_pause()", db="postgres")
+    sql(GUARDED, "CHECKPOINT", db="postgres")
     on_guarded(f"cp -p {CONTROL_FILE} /root/pg_control.good && head -c 8192 /dev/urandom > {CONTROL_FILE}")
     try:
         proc, _ = converge(None, "--check")
         assert_stopped_by_the_guard(proc, marked, "CRC checksum does not match")
     finally:
         sh(GUARDED, f"cp -p /root/pg_control.good {CONTROL_FILE}")
+        sql(GUARDED, "SELECT pg_wal_replay_resume()", db="postgres")
 
 
 def test_standby_of_another_cluster_is_cloned_again():
