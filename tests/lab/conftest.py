@@ -201,10 +201,15 @@ class Load:
             sent += 1
             write = sent % self.write_every == 0
             started = time.monotonic()
-            if write:
-                status, body = http("POST", f"{ELB}/items", {"name": f"load-{number}-{sent}"}, timeout=self.timeout)
-            else:
-                status, body = http("GET", f"{ELB}/items?limit=1", timeout=self.timeout)
+            try:
+                if write:
+                    status, body = http("POST", f"{ELB}/items", {"name": f"load-{number}-{sent}"}, timeout=self.timeout)
+                else:
+                    status, body = http("GET", f"{ELB}/items?limit=1", timeout=self.timeout)
+            # Any exception (IncompleteRead, BadStatusLine, ...) is a failed request, counted:
+            # one that ended the thread would stop its requests being counted at all.
+            except Exception as err:
+                status, body = 0, f"{type(err).__name__}: {err}"
             with self._lock:
                 self.results.append((started, "write" if write else "read", status, time.monotonic() - started, body))
             time.sleep(self.pause)
