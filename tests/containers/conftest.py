@@ -24,6 +24,12 @@ from tests.conftest import ROOT, run
 IMAGE = os.environ.get("FLEET_IMAGE", "fleet/debian12-systemd:latest")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """test_hygiene first: the clean-up it runs removes every fleet container,
+    this step's own included, so it runs before any of them exists."""
+    items.sort(key=lambda item: not item.nodeid.startswith("tests/containers/test_hygiene.py"))
+
+
 @dataclass
 class PlaybookResult:
     rc: int
