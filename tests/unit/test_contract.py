@@ -26,6 +26,9 @@ from tests.conftest import TWO_CELL_GROUPS
 
 ROOT = Path(__file__).resolve().parents[2]
 ARCHITECTURE = ROOT.parent / "shared" / "ARCHITECTURE.md"
+# The upstream contract sits beside the clone (as in CI); the repository's own
+# rendering of the data, docs/contract.md, is tested without it (test_contract_doc.py).
+needs_architecture = pytest.mark.skipif(not ARCHITECTURE.exists(), reason=f"{ARCHITECTURE} is not beside this clone")
 CONTRACT = load()
 PORTS = default_ports()
 
@@ -62,6 +65,7 @@ def architecture_flows(text: str) -> set[tuple[str, str, str, str]]:
     return flows
 
 
+@needs_architecture
 def test_the_flows_are_architecture_md_flow_table():
     table = architecture_flows(ARCHITECTURE.read_text())
     data = {(f["from"], f["to"], f.get("scope", "any"), f["what"]) for f in CONTRACT["flows"]}
@@ -69,6 +73,7 @@ def test_the_flows_are_architecture_md_flow_table():
     assert len(table) == 12
 
 
+@needs_architecture
 def test_the_parser_notices_a_changed_table():
     text = ARCHITECTURE.read_text().replace("| app server | its cell's replica |", "| app server | every replica |")
     flows = architecture_flows(text)
@@ -78,6 +83,7 @@ def test_the_parser_notices_a_changed_table():
         architecture_flows(ARCHITECTURE.read_text().replace("| primary | PostgreSQL (writes)", "| redis | x"))
 
 
+@needs_architecture
 def test_the_cells_table_is_the_shape_of_a_cell():
     # | a | web1, web2 | lb1 | app1, app2 | replica1 |
     text = ARCHITECTURE.read_text()
@@ -86,6 +92,7 @@ def test_the_cells_table_is_the_shape_of_a_cell():
     assert cell_shape(CONTRACT) == {"web": web, "lb": lb, "app": app, "replica": replica}
 
 
+@needs_architecture
 def test_the_groups_of_architecture_md_are_tiers_or_unions():
     groups = set(re.findall(r"`([a-z_]+)`", ARCHITECTURE.read_text().split("## Inventory groups", 1)[1][:600]))
     known = set(CONTRACT["tiers"]) | set(CONTRACT["unions"]) | {"cell_a", "cell_b", "drift_control"}
