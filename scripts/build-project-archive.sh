@@ -6,10 +6,13 @@
 #                                                files (uncommitted work included, ignored files
 #                                                such as .cache/ and .venv/ not, except the app
 #                                                releases in .cache/releases), symlinks kept
-#   .cache/project/fleet-toolchain-<lock>.tar    wheels/ with every pin of requirements.txt (and
-#                                                what they need that a lock leaves out: setuptools)
-#                                                for CPython 3.11 manylinux x86_64 (= Debian 12),
-#                                                and the lock itself; built once per lock
+#   .cache/project/fleet-toolchain-<lock>.tar    wheels/ with every pin of requirements-runtime.txt
+#                                                (what a control host runs, not the test tools;
+#                                                and what the pins need that a lock leaves out:
+#                                                setuptools) for CPython 3.11 manylinux x86_64
+#                                                (= Debian 12), the wheel of the collections of
+#                                                requirements.yml (scripts/toolchain.py) and the
+#                                                pins installed; built once per lock
 #   .cache/project/fleet-project.json            the manifest the role reads: both archives, their
 #                                                sha256 and the pins
 #
@@ -18,10 +21,11 @@
 #   scripts/build-project-archive.sh --project-only  skip the toolchain (it is still named in the manifest)
 #
 # <sha> and <lock> are the first 16 hex digits of the sha256 of the archive and of
-# requirements.txt. The same tree gives a byte-identical archive (sorted names, one
-# fixed mtime, owner 0, normalised modes, gzip -n), so rebuilding never shows up as
-# a change on the hosts. The mtime is a constant rather than the last commit's time
-# so that committing the tree that was tested does not make a new archive.
+# requirements.txt, requirements-runtime.txt and requirements.yml together. The same
+# tree gives a byte-identical archive (sorted names, one fixed mtime, owner 0,
+# normalised modes, gzip -n), so rebuilding never shows up as a change on the hosts.
+# The mtime is a constant rather than the last commit's time so that committing the
+# tree that was tested does not make a new archive.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -72,19 +76,21 @@ project_name=fleet-project-${project_sha:0:16}.tar.gz
 mv "$work/project.tar.gz" "$out/$project_name"
 echo "build-project-archive: $out/$project_name ($(tr -cd '\0' <"$work/files" | wc -c) files)" >&2
 
-lock_sha=$(sha256sum "$root/requirements.txt" | cut -d' ' -f1)
+lock_sha=$(cat "$root/requirements.txt" "$root/requirements-runtime.txt" "$root/requirements.yml" | sha256sum | cut -d' ' -f1)
 toolchain_name=fleet-toolchain-${lock_sha:0:16}.tar
 if $toolchain && [ ! -f "$out/$toolchain_name" ]; then
-  echo "build-project-archive: downloading the wheels of requirements.txt" >&2
+  echo "build-project-archive: downloading the wheels of requirements-runtime.txt" >&2
   mkdir -p "$work/toolchain/wheels"
   # With dependencies: pip freeze leaves out setuptools, which some pins need (pbr).
   pip download -q --only-binary=:all: "${platform[@]}" -d "$work/toolchain/wheels" \
-    -r "$root/requirements.txt" 2>&1 | { grep -v '^WARNING: Location' || true; } >&2
-  # Prove the set is complete: resolve the lock from these wheels alone, as a host will.
+    -r "$root/requirements-runtime.txt" 2>&1 | { grep -v '^WARNING: Location' || true; } >&2
+  # The collections, from the bundle this controller runs (the lock's: bin/fleet).
+  collections_pin=$(cd "$root" && python -m scripts.toolchain collections-wheel "$work/toolchain/wheels")
+  { grep -v '^#' "$root/requirements-runtime.txt"; echo "$collections_pin"; } >"$work/toolchain/requirements.txt"
+  # Prove the set is complete: resolve the pins from these wheels alone, as a host will.
   pip download -q --no-index --find-links "$work/toolchain/wheels" --only-binary=:all: "${platform[@]}" \
-    -d "$work/resolve" -r "$root/requirements.txt" >/dev/null ||
-    { echo "build-project-archive: requirements.txt does not pin every dependency" >&2; exit 1; }
-  cp "$root/requirements.txt" "$work/toolchain/requirements.txt"
+    -d "$work/resolve" -r "$work/toolchain/requirements.txt" >/dev/null ||
+    { echo "build-project-archive: requirements-runtime.txt does not pin every dependency" >&2; exit 1; }
   # Wheels are zip files already: gzip would only cost time.
   (cd "$work/toolchain" && find . -type f -printf '%P\0' | sort -z) >"$work/toolchain.files"
   tar -C "$work/toolchain" --null --no-recursion -T "$work/toolchain.files" --format=gnu --mtime="@$epoch" \
@@ -96,18 +102,34 @@ elif $toolchain; then
 fi
 
 # The manifest, written last: it names only archives that are complete.
-python3 - "$root/requirements.txt" "$out" "$project_name" "$project_sha" "$toolchain_name" "$lock_sha" <<'PY'
+python3 - "$root" "$out" "$project_name" "$project_sha" "$toolchain_name" "$lock_sha" <<'PY'
 import json, pathlib, re, sys
 
-lock, out, project_name, project_sha, toolchain_name, lock_sha = sys.argv[1:]
-pins = []
-for number, line in enumerate(pathlib.Path(lock).read_text().splitlines(), 1):
-    line = line.split("#", 1)[0].strip()
-    if not line:
-        continue
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!_-]+", line):
-        sys.exit(f"build-project-archive: requirements.txt line {number} is not NAME==VERSION: {line}")
-    pins.append(line)
+root, out, project_name, project_sha, toolchain_name, lock_sha = sys.argv[1:]
+
+
+def pins_of(name):
+    pins = []
+    for number, line in enumerate((pathlib.Path(root) / name).read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!_-]+", line):
+            sys.exit(f"build-project-archive: {name} line {number} is not NAME==VERSION: {line}")
+        pins.append(line)
+    return pins
+
+
+lock = pins_of("requirements.txt")
+pins = pins_of("requirements-runtime.txt")
+stray = [pin for pin in pins if pin not in lock]
+if stray:
+    sys.exit(f"build-project-archive: requirements-runtime.txt pins what requirements.txt does not: {', '.join(stray)}")
+# The collections' wheel has the version of the bundle it is built from.
+bundle = [pin for pin in lock if pin.lower().startswith("ansible==")]
+if len(bundle) != 1:
+    sys.exit("build-project-archive: requirements.txt pins no ansible bundle to take the collections from")
+pins.append("fleet-collections==" + bundle[0].split("==", 1)[1])
 manifest = {
     "project": {"archive": project_name, "sha256": project_sha},
     "toolchain": {

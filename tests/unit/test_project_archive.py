@@ -14,7 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "build-project-archive.sh"
-LOCK = "# a lock\nansible==12.3.0\n\nruamel.yaml==0.19.1  # a comment\n"
+LOCK = "# a lock\nansible==12.3.0\nansible-core==2.19.14\n\nruamel.yaml==0.19.1  # a comment\n"
+RUNTIME = "# what a control host runs\nansible-core==2.19.14\n"
+COLLECTIONS = "---\ncollections:\n  - name: ansible.posix\n"
 
 
 def git(repo: Path, *args: str) -> None:
@@ -30,6 +32,8 @@ def repo(tmp_path: Path) -> Path:
     (repo / "scripts").mkdir(parents=True)
     shutil.copy2(SCRIPT, repo / "scripts" / SCRIPT.name)
     (repo / "requirements.txt").write_text(LOCK)
+    (repo / "requirements-runtime.txt").write_text(RUNTIME)
+    (repo / "requirements.yml").write_text(COLLECTIONS)
     (repo / ".gitignore").write_text(".cache/\n.venv/\nsecret.txt\n")
     (repo / "group_vars").mkdir()
     (repo / "group_vars" / "all.yml").write_text("---\nx: 1\n")
@@ -86,7 +90,9 @@ def test_archive_holds_the_work_tree_without_ignored_files_and_keeps_links(repo,
         "group_vars/all.yml",
         "playbooks/group_vars",
         "private.txt",
+        "requirements-runtime.txt",
         "requirements.txt",
+        "requirements.yml",
         "scripts/build-project-archive.sh",
         "untracked.txt",
     ]
@@ -106,12 +112,14 @@ def test_manifest_names_the_archive_by_its_sha256_and_lists_the_pins(repo, tmp_p
     archive = out / data["project"]["archive"]
     sha = hashlib.sha256(archive.read_bytes()).hexdigest()
     assert data["project"] == {"archive": f"fleet-project-{sha[:16]}.tar.gz", "sha256": sha}
-    lock = hashlib.sha256(LOCK.encode()).hexdigest()
+    # The toolchain is named by everything that makes it: the lock, the runtime pins, the collections.
+    lock = hashlib.sha256((LOCK + RUNTIME + COLLECTIONS).encode()).hexdigest()
     assert data["toolchain"] == {
         "archive": f"fleet-toolchain-{lock[:16]}.tar",
         "lock_sha256": lock,
         "python": "cp311-manylinux_x86_64",
-        "requirements": ["ansible==12.3.0", "ruamel.yaml==0.19.1"],
+        # What a control host runs, and the collections as the pinned bundle ships them.
+        "requirements": ["ansible-core==2.19.14", "fleet-collections==12.3.0"],
     }
 
 
@@ -131,6 +139,13 @@ def test_same_tree_gives_the_same_bytes_and_a_change_a_new_archive(repo, tmp_pat
     assert second["sha256"] != first["sha256"]
     # Only the manifest's archive stays.
     assert sorted(p.name for p in out.iterdir()) == sorted(["fleet-project.json", second["archive"]])
+
+
+def test_a_runtime_pin_that_is_not_the_locks_is_refused(repo, tmp_path):
+    (repo / "requirements-runtime.txt").write_text("ansible-core==2.18.0\n")
+    proc = build(repo, tmp_path / "out")
+    assert proc.returncode != 0
+    assert "requirements-runtime.txt pins what requirements.txt does not: ansible-core==2.18.0" in proc.stderr
 
 
 def test_a_lock_line_that_is_not_a_pin_is_refused(repo, tmp_path):

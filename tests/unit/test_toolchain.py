@@ -5,12 +5,14 @@ from __future__ import annotations
 import configparser
 import json
 import re
+import zipfile
 from importlib import metadata
 
 import pytest
 import yaml
 from ansible.module_utils.compat.version import LooseVersion
 
+from scripts.toolchain import collections_wheel, runtime_lock
 from tests.conftest import ROOT, run
 
 LOCK = {
@@ -90,3 +92,35 @@ def test_ansible_cfg_is_what_operators_need():
     assert cfg.getboolean("connection", "pipelining")
     assert not cfg.has_option("ssh_connection", "pipelining")
     assert "ControlPersist" in ssh["ssh_args"]
+
+
+# --- What a drift control host runs (scripts/toolchain.py) ---------------------------
+
+
+def test_runtime_lock_is_the_closure_of_requirements_runtime_in_at_the_locks_pins():
+    assert _requirement_lines("requirements-runtime.txt") == runtime_lock()
+    assert {line.split("==")[0].lower() for line in runtime_lock()} >= {"ansible-core", "boto3", "mitogen"}
+    # No test tool and not the 473 MB bundle: the collections come as their own wheel.
+    assert {"ansible", "molecule", "ansible-lint", "moto", "pytest"}.isdisjoint(
+        line.split("==")[0].lower() for line in runtime_lock()
+    )
+
+
+def test_collections_wheel_holds_every_required_collection_and_what_it_depends_on(tmp_path):
+    pin = collections_wheel(tmp_path)
+    assert pin == f"fleet-collections=={LOCK['ansible']}"
+    wheel = tmp_path / f"fleet_collections-{LOCK['ansible']}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as whl:
+        names = whl.namelist()
+        record = whl.read(f"fleet_collections-{LOCK['ansible']}.dist-info/RECORD").decode()
+    shipped = {"/".join(n.split("/")[1:3]).replace("/", ".") for n in names if n.startswith("ansible_collections/")}
+    wanted = {c["name"] for c in yaml.safe_load((ROOT / "requirements.yml").read_text())["collections"]}
+    # community.docker's inventory needs community.library_inventory_filtering_v1.
+    assert shipped == wanted | {"community.library_inventory_filtering_v1"}
+    assert "ansible_collections/amazon/aws/MANIFEST.json" in names
+    assert not [n for n in names if "__pycache__" in n]
+    assert len(record.splitlines()) == len(names)
+    # The same bundle gives the same bytes: the toolchain is built once per lock.
+    first = wheel.read_bytes()
+    collections_wheel(tmp_path)
+    assert wheel.read_bytes() == first

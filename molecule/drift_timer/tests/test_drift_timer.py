@@ -184,6 +184,19 @@ def test_toolchain_is_exactly_the_lock(host):
     assert normalized(freeze) == normalized(MANIFEST["toolchain"]["requirements"])
     pinned_core = next(p for p in MANIFEST["toolchain"]["requirements"] if p.startswith("ansible-core=="))
     assert f"core {pinned_core.split('==')[1]}" in host.check_output(f"{VENV}/bin/ansible-playbook --version")
+    # What a control host runs, not the controller's test tools nor the whole ansible bundle:
+    # the collections of requirements.yml (and what they need), as the pinned bundle ships them.
+    assert {"ansible", "molecule", "ansible-lint", "moto"}.isdisjoint(p.split("==")[0] for p in freeze)
+    listed = json.loads(host.check_output(f"{VENV}/bin/ansible-galaxy collection list --format json"))
+    # ansible-core's own (ansible._protomatter) sits inside the ansible package.
+    collections = {
+        name: info["version"]
+        for path, found in listed.items()
+        if path.endswith("/site-packages/ansible_collections")
+        for name, info in found.items()
+    }
+    wanted = set(re.findall(r"^\s*-\s*name:\s*(\S+)\s*$", (ROOT / "requirements.yml").read_text(), re.M))
+    assert set(collections) == wanted | {"community.library_inventory_filtering_v1"}, collections
 
 
 def test_ssh_key_and_known_hosts(host, target):
