@@ -16,6 +16,7 @@ import pytest
 import testinfra
 
 from scripts.recap import hosts_with_drift
+from scripts.toolchain import wanted_collections
 
 testinfra_hosts = ["drift-control"]
 
@@ -195,8 +196,7 @@ def test_toolchain_is_exactly_the_lock(host):
         if path.endswith("/site-packages/ansible_collections")
         for name, info in found.items()
     }
-    wanted = set(re.findall(r"^\s*-\s*name:\s*(\S+)\s*$", (ROOT / "requirements.yml").read_text(), re.M))
-    assert set(collections) == wanted | {"community.library_inventory_filtering_v1"}, collections
+    assert set(collections) == {*wanted_collections(), "community.library_inventory_filtering_v1"}, collections
 
 
 def test_ssh_key_and_known_hosts(host, target):
