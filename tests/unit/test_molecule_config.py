@@ -7,8 +7,6 @@ bought nothing (the molecule step took 1,334 s; 841 s once the connection was `d
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 from ansible_mitogen.strategy import REDIRECTED_CONNECTION_PLUGINS
 from molecule_plugins.docker.driver import Docker
@@ -31,6 +29,6 @@ def test_the_drivers_own_connection_name_is_one_mitogen_would_not_take_over():
 
 
 def test_no_scenario_puts_the_drivers_connection_back():
-    for scenario in sorted(Path(ROOT / "molecule").glob("*/molecule.yml")):
+    for scenario in sorted((ROOT / "molecule").glob("*/molecule.yml")):
         provisioner = (yaml.safe_load(scenario.read_text()) or {}).get("provisioner") or {}
         assert "connection_options" not in provisioner, scenario
