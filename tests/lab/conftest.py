@@ -166,6 +166,16 @@ def haproxy_servers(lb: str) -> dict[str, str]:
     return {name: server["status"] for name, server in fleet_haproxy_servers(out, haproxy_backends()[lb]).items()}
 
 
+# Clients beside an Ansible run whose effect on traffic a test observes (a rollout, a
+# drift correction, a site change): four at a time, 0.2 s apart, about 18 requests a
+# second, a quarter of this 2-core machine. Every request goes ELB -> web -> LB -> app
+# -> PostgreSQL, about 28 ms of CPU in all (measured, 2026-12-06): the default below,
+# about 63 a second, took 96 % of the machine by itself and made the observed run
+# 1.6x longer (the rollout tests 245 s against 156 s), while each drain, switch or
+# reload it observes lasts seconds, not the 55 ms between one client's requests.
+BESIDE_A_RUN = {"threads": 4, "pause": 0.2}
+
+
 class Load:
     """Clients on the controller using the fleet through the ELB stand-in, each request counted.
 

@@ -15,7 +15,7 @@ from scripts.drift import exit_status
 from scripts.lab import container_ip
 from scripts.recap import parse_recap
 from tests.conftest import ROOT, ansible_env
-from tests.lab.conftest import Load, assert_private_and_free_of_secrets, http_from, wait_until
+from tests.lab.conftest import BESIDE_A_RUN, Load, assert_private_and_free_of_secrets, http_from, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -56,7 +56,7 @@ def test_drift_is_reported_exactly_and_corrected_while_serving(tmp_path):
         subprocess.run(["docker", "exec", host, "sh", "-c", command], check=True, capture_output=True)
 
     # Check and correct while clients keep using the fleet (reads and writes) through the ELB stand-in.
-    with Load(threads=2, pause=0.1) as load:
+    with Load(**BESIDE_A_RUN) as load:
         rc, report, out = drift(tmp_path, "--correct")
 
     # The check before the correction found exactly the hand-made drift, each in its role.
@@ -98,7 +98,7 @@ def test_drift_is_reported_exactly_and_corrected_while_serving(tmp_path):
     assert rc == 0, out
     assert report["hosts_checked"] == 14
     assert report["hosts_with_drift"] == report["hosts_failed"] == report["hosts_unreachable"] == []
-    assert len(load.results) > 50
+    assert len(load.results) > 200
     assert load.failed() == [], f"{len(load.failed())} of {len(load.results)} requests failed: {load.failed()[:3]}"
 
     # The check, the correction and the recheck kept no secret, and share nothing:

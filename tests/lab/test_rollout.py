@@ -15,7 +15,17 @@ import yaml
 
 from scripts.engine import engine_env
 from tests.conftest import ROOT, ansible_env
-from tests.lab.conftest import ELB, INVENTORY, Load, haproxy_backends, haproxy_servers, http, lab_exec, wait_until
+from tests.lab.conftest import (
+    BESIDE_A_RUN,
+    ELB,
+    INVENTORY,
+    Load,
+    haproxy_backends,
+    haproxy_servers,
+    http,
+    lab_exec,
+    wait_until,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -80,7 +90,7 @@ def releases() -> None:
 
 def test_a_rolling_deploy_under_load_fails_no_request(releases):
     assert set(versions().values()) == {CURRENT}
-    with Load() as load:
+    with Load(**BESIDE_A_RUN) as load:
         time.sleep(3)
         t0 = time.monotonic()
         proc = deploy("-e", f"app_release_version={NEXT}")
@@ -100,13 +110,14 @@ def test_a_rolling_deploy_under_load_fails_no_request(releases):
 
 
 def test_a_rollback_under_load_fails_no_request(releases):
-    with Load() as load:
+    with Load(**BESIDE_A_RUN) as load:
         time.sleep(2)
         proc = deploy("-e", f"app_release_version={NEXT}", "-e", "app_rollback=true")
         time.sleep(2)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     print(f"rollback: {load.summary()}")
     assert load.failed() == [], f"{len(load.failed())} failed: {load.failed()[:5]}"
+    assert len(load.results) > 200
     assert versions() == dict.fromkeys(APPS, CURRENT)
     assert served_versions() == {CURRENT}
     assert_every_server_up()
@@ -125,7 +136,7 @@ def test_a_broken_release_stops_at_the_first_batch_and_fails_no_request(releases
     )
     build(BROKEN, source)
 
-    with Load() as load:
+    with Load(**BESIDE_A_RUN) as load:
         time.sleep(2)
         proc = deploy("-e", f"app_release_version={BROKEN}", "-e", "app_gate_timeout=5")
         time.sleep(2)
@@ -141,6 +152,7 @@ def test_a_broken_release_stops_at_the_first_batch_and_fails_no_request(releases
     # Staged everywhere at once, beside the running release, but switched nowhere.
     assert lab_exec("app2", f"cat /opt/fleet-app/releases/{BROKEN}/INSTALLED").strip() == BROKEN
     assert load.failed() == [], f"{len(load.failed())} failed: {load.failed()[:5]}"
+    assert len(load.results) > 200
     assert served_versions() == {CURRENT}
     assert_every_server_up()
 
@@ -169,7 +181,7 @@ def site(*extra: str) -> subprocess.CompletedProcess[str]:
 def test_an_lb_and_a_web_setting_applied_by_site_under_load_fail_no_request():
     scope = ["--tags", "lb,web", "--limit", "lb,web"]
     changed = ["-e", "haproxy_timeout_client=31s", "-e", "nginx_keepalive_timeout=66s"]
-    with Load() as load:
+    with Load(**BESIDE_A_RUN) as load:
         time.sleep(2)
         applied = site(*scope, *changed)
         haproxy_cfg = lab_exec("lb2", "cat /etc/haproxy/haproxy.cfg")
