@@ -15,25 +15,37 @@ from scripts.drift import exit_status
 from scripts.lab import container_ip
 from scripts.recap import parse_recap
 from tests.conftest import ROOT, ansible_env
-from tests.lab.conftest import BESIDE_A_RUN, Load, assert_private_and_free_of_secrets, http_from, wait_until
+from tests.lab.conftest import (
+    BESIDE_A_RUN,
+    FLOOR_BESIDE_A_RUN,
+    Load,
+    assert_private_and_free_of_secrets,
+    http_from,
+    wait_until,
+)
 
 pytestmark = pytest.mark.lab
 
-# host -> (what the operator breaks by hand, the role that must report it)
-DRIFT = {
-    "lb1": ("echo '# hand edit' >> /etc/haproxy/haproxy.cfg", "haproxy"),
-    "web3": ("systemctl stop nginx", "nginx"),
-    "replica2": (
+# (host, what the operator breaks by hand, the role that must report it): every role of
+# site.yml, on one host of each tier, several on one host (each reported in its own role).
+# Four hosts, not one per role: the correction converges only these (and a replica's
+# primary), so fewer of them is a shorter run proving the same (issue 27).
+DRIFT = [
+    ("lb1", "echo '# hand edit' >> /etc/haproxy/haproxy.cfg", "haproxy"),
+    ("lb1", "echo 'intruder ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/intruder", "base"),
+    # A port opened by hand in the host firewall.
+    ("lb1", "nft add rule inet fleet input tcp dport 9999 accept", "firewall"),
+    ("web3", "systemctl stop nginx", "nginx"),
+    (
+        "replica2",
         "sed -i \"s/^work_mem = .*/work_mem = '64MB'/\" /etc/postgresql/15/main/conf.d/50-fleet.conf",
         "postgresql",
     ),
-    "app4": ("rm /etc/fleet-app/app.env", "app"),
-    "web1": ("echo 'intruder ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/intruder", "base"),
     # A secret file's mode: reported with its diff, the password inside still hidden.
-    "replica1": ("chmod 0644 /var/lib/postgresql/.pgpass", "postgresql"),
-    # A port opened by hand in the host firewall.
-    "app2": ("nft add rule inet fleet input tcp dport 9999 accept", "firewall"),
-}
+    ("replica2", "chmod 0644 /var/lib/postgresql/.pgpass", "postgresql"),
+    ("app4", "rm /etc/fleet-app/app.env", "app"),
+]
+DRIFTED = sorted({host for host, _, _ in DRIFT})
 
 
 def drift_command(reports: Path, *args: str) -> list[str]:
@@ -52,7 +64,7 @@ def drift(tmp_path: Path, *args: str) -> tuple[int, dict, str]:
 
 
 def test_drift_is_reported_exactly_and_corrected_while_serving(tmp_path):
-    for host, (command, _) in DRIFT.items():
+    for host, command, _ in DRIFT:
         subprocess.run(["docker", "exec", host, "sh", "-c", command], check=True, capture_output=True)
 
     # Check and correct while clients keep using the fleet (reads and writes) through the ELB stand-in.
@@ -63,9 +75,9 @@ def test_drift_is_reported_exactly_and_corrected_while_serving(tmp_path):
     checked = json.loads(next(tmp_path.glob("*-check/drift.json")).read_text())
     assert exit_status(checked) == 2, checked["summary"]
     assert checked["hosts_checked"] == 14
-    assert checked["hosts_with_drift"] == sorted(DRIFT)
+    assert checked["hosts_with_drift"] == DRIFTED
     assert checked["hosts_failed"] == checked["hosts_unreachable"] == []
-    for host, (_, role) in DRIFT.items():
+    for host, _, role in DRIFT:
         roles = {change["role"] for change in checked["hosts"][host]["changes"]}
         assert role in roles, (host, checked["hosts"][host]["changes"])
     markdown = next(tmp_path.glob("*-check/drift.md")).read_text()
@@ -78,18 +90,18 @@ def test_drift_is_reported_exactly_and_corrected_while_serving(tmp_path):
         assert len(diffs) == 1, (task, checked["hosts"][host]["changes"])
         return diffs[0]
 
-    hidden = diff_of("replica1", "Store the replication password for the postgres account")
+    hidden = diff_of("replica2", "Store the replication password for the postgres account")
     assert hidden == "(hidden: the task handles a secret)"
-    shown = diff_of("replica1", "Keep the password file's owner and mode")
+    shown = diff_of("replica2", "Keep the password file's owner and mode")
     assert '-    "mode": "0644",' in shown, shown
     assert '+    "mode": "0600",' in shown, shown
     # A deleted one: its companion task reports that the file must be made again.
     diff_of("app4", "Keep the environment file's owner and mode")
-    assert f"[drift] check: 14 hosts checked: {len(DRIFT)} with drift" in out
+    assert f"[drift] check: 14 hosts checked: {len(DRIFTED)} with drift" in out
 
     # Only those hosts were converged, with replica2's primary (a replica is checked
     # against it); the clean ones were left alone.
-    corrected = sorted({*DRIFT, "primary"})
+    corrected = sorted({*DRIFTED, "primary"})
     assert f"[drift] corrected {', '.join(corrected)} " in out, out
     converged = parse_recap(next(tmp_path.glob("*-check/correct.log")).read_text())
     assert sorted(converged) == corrected
@@ -98,7 +110,7 @@ def test_drift_is_reported_exactly_and_corrected_while_serving(tmp_path):
     assert rc == 0, out
     assert report["hosts_checked"] == 14
     assert report["hosts_with_drift"] == report["hosts_failed"] == report["hosts_unreachable"] == []
-    assert len(load.results) > 200
+    assert len(load.results) > FLOOR_BESIDE_A_RUN
     assert load.failed() == [], f"{len(load.failed())} of {len(load.results)} requests failed: {load.failed()[:3]}"
 
     # The check, the correction and the recheck kept no secret, and share nothing:

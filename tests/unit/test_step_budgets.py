@@ -18,7 +18,7 @@ BESIDE = set(re.findall(r"\[(\w+)\]=", re.search(r"declare -A beside_of=\((.*?)\
 
 
 def default_steps() -> list[str]:
-    return re.search(r"steps=\(([a-z ]+)\)", FLEET)[1].split()
+    return re.search(r"^all_steps=\(([a-z ]+)\)", FLEET, flags=re.M)[1].split()
 
 
 def test_every_step_has_a_budget_and_the_sequence_fits_the_total():
