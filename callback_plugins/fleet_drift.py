@@ -21,6 +21,7 @@ from ansible.plugins.callback import CallbackBase
 
 # The project's masking (scripts/redact.py), the same for the report and its logs.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scripts.drift_report import finish, markdown
 from scripts.redact import redact
 
 DOCUMENTATION = """
@@ -191,52 +192,15 @@ class CallbackModule(CallbackBase):
             # How many tasks each host answered: an unreachable host stops early,
             # the others show they were checked to the end.
             self._host(name)["tasks_ok"] = stats.summarize(name)["ok"]
-        answered = len(self.hosts)
         self._mark_not_checked()
-        counts = {
-            status: sorted(h for h, v in self.hosts.items() if v["status"] == status)
-            for status in ("drift", "failed", "unreachable")
-        }
-        not_checked = sorted(h for h, v in self.hosts.items() if v.get("not_checked"))
-        report = {
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
-            "duration_s": round(time.time() - self.started, 1),
-            "hosts_checked": answered,
-            "hosts_with_drift": counts["drift"],
-            "hosts_failed": counts["failed"],
-            "hosts_unreachable": counts["unreachable"],
-            "hosts_not_checked": not_checked,
-            "stopped_in": self.stopped_in,
-            "no_task_ran": self.no_task_ran,
-            "hosts": dict(sorted(self.hosts.items())),
-        }
-        report["summary"] = (
-            f"{answered} hosts checked: {len(counts['drift'])} with drift "
-            f"({sum(len(h['changes']) for h in self.hosts.values())} changes), "
-            f"{len(counts['failed'])} failed, {len(counts['unreachable'])} unreachable"
-        ) + (f", {len(not_checked)} not checked to the end" if not_checked else "")
-        if self.no_task_ran:
-            report["summary"] += f"; nothing was checked: {self.no_task_ran}"
+        report = finish(
+            {
+                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+                "duration_s": round(time.time() - self.started, 1),
+                "stopped_in": self.stopped_in,
+                "no_task_ran": self.no_task_ran,
+                "hosts": dict(sorted(self.hosts.items())),
+            }
+        )
         (out_dir / "drift.json").write_text(json.dumps(report, indent=2) + "\n")
         (out_dir / "drift.md").write_text(markdown(report))
-
-
-def markdown(report: dict) -> str:
-    lines = [f"# Drift report — {report['started']}", "", report["summary"], ""]
-    for name, host in report["hosts"].items():
-        if host["status"] == "clean":
-            continue
-        lines.append(f"## {name}: {host['status']}")
-        if host.get("not_checked"):
-            lines.append(f"- **not checked to the end**: {host['not_checked']}")
-        for err in host["errors"]:
-            lines.append(f"- **{err['kind']}** in `{err['task']}`: {err['msg']}")
-        for change in host["changes"]:
-            item = f" ({change['item']})" if change.get("item") else ""
-            lines.append(f"- `{change['role'] or '-'}` · {change['task']}{item}")
-            if change["diff"]:
-                lines += ["", "  ```diff", *[f"  {line}" for line in change["diff"].splitlines()], "  ```", ""]
-        lines.append("")
-    clean = [n for n, h in report["hosts"].items() if h["status"] == "clean"]
-    lines.append(f"Clean: {', '.join(clean) if clean else 'none'}")
-    return "\n".join(lines) + "\n"

@@ -6,8 +6,10 @@
 
 Check: `ansible-playbook --check --diff site.yml` with the fleet_drift callback,
 which writes drift.json and drift.md into .cache/drift/<UTC time>/ (and links
-.cache/drift/latest to it). Correct: apply site.yml (limited the same way), then
-check again and report what is still off.
+.cache/drift/latest to it). Correct: apply site.yml to the hosts with drift or a
+failed check (and a replica's primary), then check those again, with every host the
+check did not find clean, and report the fleet: each host as the recheck found it,
+the clean ones the correction left alone as the check found them.
 
 Reports: one directory per run under --reports; `latest` always points at the
 newest, and --keep N deletes all but the newest N. One run at a time: a second
@@ -36,6 +38,7 @@ import sys
 import time
 from pathlib import Path
 
+from scripts.drift_report import markdown, merge_recheck
 from scripts.engine import engine_env
 from scripts.redact import redact
 
@@ -100,6 +103,13 @@ def hosts_to_correct(report: dict, groups: dict[str, set[str]]) -> list[str]:
         if hosts & groups.get(group, set()):
             hosts |= groups.get(companion, set())
     return sorted(hosts)
+
+
+def hosts_to_recheck(report: dict, corrected: list[str]) -> list[str]:
+    """The hosts the recheck covers: those corrected and every other one the check did not
+    find clean (unreachable, not checked to the end). A clean host the correction did not
+    touch keeps its result of the same run: checking it again would only cost time."""
+    return sorted(set(corrected) | {name for name, host in report["hosts"].items() if host["status"] != "clean"})
 
 
 def run_playbook(
@@ -249,8 +259,16 @@ def run(args: argparse.Namespace) -> int:
             print("[drift] correct: no host has drift or a failed check; nothing corrected")
             return exit_status(report)
         run_playbook(args.inventory, ",".join(hosts), args.tags, False, out_dir, args.engine)
-        print(f"[drift] corrected {', '.join(hosts)} (log: {out_dir / 'correct.log'}); checking again")
-        report, _ = check(args, "recheck")
+        again = hosts_to_recheck(report, hosts)
+        print(f"[drift] corrected {', '.join(hosts)} (log: {out_dir / 'correct.log'})")
+        print(f"[drift] checking again {', '.join(again)}")
+        recheck, recheck_dir = check(argparse.Namespace(**{**vars(args), "limit": ",".join(again)}), "recheck")
+        if recheck is None:
+            return 1
+        report = merge_recheck(report, recheck)
+        (recheck_dir / "drift.json").write_text(json.dumps(report, indent=2) + "\n")
+        (recheck_dir / "drift.md").write_text(markdown(report))
+        print(f"[drift] after the correction: {report['summary']}")
     return exit_status(report)
 
 

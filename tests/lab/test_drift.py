@@ -1,5 +1,6 @@
 """Drift: hand-made drift is reported exactly and corrected on just the hosts that need it
-while the app keeps serving, after which the whole fleet checks clean; a host lost during a
+while the app keeps serving, after which they check clean and the report of the whole
+fleet is clean; a host lost during a
 run is reported unreachable while the rest are checked."""
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from tests.lab.conftest import (
 pytestmark = pytest.mark.lab
 
 # (host, what the operator breaks by hand, the role that must report it): every role of
-# site.yml, on one host of each tier, several on one host (each reported in its own role).
-# Four hosts, not one per role: the correction converges only these (and a replica's
-# primary), so fewer of them is a shorter run proving the same (issue 27).
+# site.yml, on one host of each of the fleet's tiers, several on one host (each reported in
+# its own role). Four hosts, not one per role: the correction converges and rechecks only
+# these (and a replica's primary), so fewer of them is a shorter run proving the same
+# (issue 27).
 DRIFT = [
     ("lb1", "echo '# hand edit' >> /etc/haproxy/haproxy.cfg", "haproxy"),
     ("lb1", "echo 'intruder ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/intruder", "base"),
@@ -105,8 +107,12 @@ def test_drift_is_reported_exactly_and_corrected_while_serving(tmp_path):
     assert f"[drift] corrected {', '.join(corrected)} " in out, out
     converged = parse_recap(next(tmp_path.glob("*-check/correct.log")).read_text())
     assert sorted(converged) == corrected
+    # Checked again: those hosts alone (the others were found clean and left alone), and
+    # the report after it is the whole fleet's.
+    assert report["rechecked"] == corrected
+    assert sorted(parse_recap(next(tmp_path.glob("*-recheck/check.log")).read_text())) == corrected
 
-    # The check after it: the whole fleet clean, and not one request failed meanwhile.
+    # The report after it: the whole fleet clean, and not one request failed meanwhile.
     assert rc == 0, out
     assert report["hosts_checked"] == 14
     assert report["hosts_with_drift"] == report["hosts_failed"] == report["hosts_unreachable"] == []
