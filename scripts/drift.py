@@ -143,9 +143,10 @@ def run_playbook(
         enabled = [c for c in env.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if c]
         env["ANSIBLE_CALLBACKS_ENABLED"] = ",".join([*enabled, "fleet_drift"])
     log = out_dir / ("check.log" if check else "correct.log")
-    # The raw log is masked like the report (diffs of --diff hold file contents).
+    # The raw log is masked like the report (diffs of --diff hold file contents), and
+    # written a line at a time: `tail -f` on a running check shows where it is.
     with (
-        log.open("w") as out,
+        log.open("w", buffering=1) as out,
         subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
         ) as proc,
