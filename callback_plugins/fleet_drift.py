@@ -21,7 +21,7 @@ from ansible.plugins.callback import CallbackBase
 
 # The project's masking (scripts/redact.py), the same for the report and its logs.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scripts.drift_report import finish, markdown
+from scripts.drift_report import finish, write
 from scripts.redact import redact
 
 DOCUMENTATION = """
@@ -202,5 +202,4 @@ class CallbackModule(CallbackBase):
                 "hosts": dict(sorted(self.hosts.items())),
             }
         )
-        (out_dir / "drift.json").write_text(json.dumps(report, indent=2) + "\n")
-        (out_dir / "drift.md").write_text(markdown(report))
+        write(report, out_dir)

@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.drift_report import markdown, merge_recheck
+from scripts.drift_report import merge_recheck, write
 from scripts.engine import engine_env
 from scripts.redact import redact
 
@@ -267,8 +267,7 @@ def run(args: argparse.Namespace) -> int:
         if recheck is None:
             return 1
         report = merge_recheck(report, recheck)
-        (recheck_dir / "drift.json").write_text(json.dumps(report, indent=2) + "\n")
-        (recheck_dir / "drift.md").write_text(markdown(report))
+        write(report, recheck_dir)
         print(f"[drift] after the correction: {report['summary']}")
     return exit_status(report)
 

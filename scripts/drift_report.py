@@ -6,6 +6,9 @@ and for `bin/fleet drift --correct`, which merges its recheck into the check.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 STATUSES = ("drift", "failed", "unreachable")
 
 
@@ -71,3 +74,9 @@ def markdown(report: dict) -> str:
     clean = [n for n, h in report["hosts"].items() if h["status"] == "clean"]
     lines.append(f"Clean: {', '.join(clean) if clean else 'none'}")
     return "\n".join(lines) + "\n"
+
+
+def write(report: dict, out_dir: Path) -> None:
+    """A report as the run's two files: drift.json for tools, drift.md for people."""
+    (out_dir / "drift.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / "drift.md").write_text(markdown(report))

@@ -1,7 +1,7 @@
-"""Drift: hand-made drift is reported exactly and corrected on just the hosts that need it
-while the app keeps serving, after which they check clean and the report of the whole
-fleet is clean; a host lost during a
-run is reported unreachable while the rest are checked."""
+"""Drift: hand-made drift is reported exactly and corrected on just the hosts that need
+it while the app keeps serving, after which they check clean and the report of the
+whole fleet is clean; a host lost during a run is reported unreachable while the rest
+are checked."""
 
 from __future__ import annotations
 
