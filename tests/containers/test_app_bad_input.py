@@ -63,7 +63,7 @@ def fingerprint_before(app_host):
         ),
         ({"app_release_url": "https://exa mple.org/fleet-app-1.0.0.tar.gz"}, "app_release_url: got 'https://exa mple"),
         ({"app_runtime": "node"}, "value of app_runtime must be one of: python, got: node"),
-        ({"app_releases_keep": 0}, "app_releases_keep: got 0, expected at least 1"),
+        ({"app_releases_keep": 1}, "app_releases_keep: got 1, expected at least 2"),
         ({"app_cell": "a"}, "app_cell: got 'a', expected a cell group such as cell_a"),
         # Rolling changes: checked in the plan, before any server is drained.
         ({"app_rollout_per_cell": 0}, "app_rollout_per_cell: a batch of 0 per cell does not fit cell_a"),

@@ -1,6 +1,7 @@
-"""Rolling changes of the app tier under load: a new release, a rollback and a broken
-release, each through playbooks/app.yml while clients use the fleet through the ELB
-stand-in, every request counted. Each test leaves the lab on the release it started on."""
+"""Rolling changes of the app tier under load: three broken releases in a row, a new
+release and a rollback, each through playbooks/app.yml while clients use the fleet
+through the ELB stand-in, every request counted. Each test leaves the lab on the release
+it started on."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ pytestmark = pytest.mark.lab
 CURRENT = yaml.safe_load((ROOT / "group_vars" / "all" / "app.yml").read_text())["app_release_version"]
 _major, _minor, _patch = (int(p) for p in CURRENT.split("."))
 NEXT = f"{_major}.{_minor}.{_patch + 1}"
-BROKEN = f"{_major}.{_minor}.{_patch + 2}"
+BROKEN = [f"{_major}.{_minor}.{_patch + n}" for n in (2, 3, 4)]
+RELEASES_KEEP = yaml.safe_load((ROOT / "roles" / "app" / "defaults" / "main.yml").read_text())["app_releases_keep"]
 APPS = ["app1", "app2", "app3", "app4"]
 
 
@@ -89,6 +91,65 @@ def releases() -> None:
     build(NEXT)
 
 
+def releases_held() -> dict[str, list[str]]:
+    """app server -> the releases under /opt/fleet-app/releases."""
+    return {app: lab_exec(app, "ls /opt/fleet-app/releases").split() for app in APPS}
+
+
+def build_broken(version: str, tmp_path: Path) -> None:
+    """The app as it is, except that it is never ready: /healthz answers 503."""
+    source = tmp_path / version
+    shutil.copytree(ROOT / "app", source, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"))
+    app_py = source / "src" / "fleet_app" / "app.py"
+    code = app_py.read_text()
+    marker = "    def healthz(self, environ: dict) -> Response:\n"
+    assert marker in code
+    app_py.write_text(
+        code.replace(marker, marker + '        return HTTPStatus.SERVICE_UNAVAILABLE, {"status": "broken"}\n', 1)
+    )
+    build(version, source)
+
+
+# First in the module: the deploy and the rollback after it are the next deploy and
+# the rollback these must leave possible.
+def test_three_broken_releases_in_a_row_each_stop_at_the_first_batch_and_fail_no_request(releases, tmp_path):
+    """Each broken release is staged on every server and fails its gate on the first batch,
+    which goes back to the release it ran. Three in a row fill app_releases_keep (3) on
+    the servers that never switched and, on those that did, make the release they run the
+    oldest of the others: it must be kept, and no server may hold more than three."""
+    for version in BROKEN:
+        build_broken(version, tmp_path)
+    with Load(**BESIDE_A_RUN) as load:
+        time.sleep(2)
+        for version in BROKEN:
+            t0 = time.monotonic()
+            proc = deploy("-e", f"app_release_version={version}", "-e", "app_gate_timeout=5")
+            out = proc.stdout + proc.stderr
+            print(f"broken release {version}: {time.monotonic() - t0:.1f} s; {load.summary(t0)}")
+            assert proc.returncode != 0, out[-4000:]
+            # The first batch (one server per cell) failed its gate, went back and is UP;
+            # the others never switched.
+            for first in ("app1", "app3"):
+                assert f"{first}: release {version} failed its gate" in out, out[-4000:]
+                assert f"It runs {CURRENT} again" in out, out[-4000:]
+            assert versions() == dict.fromkeys(APPS, CURRENT)
+            # Every server runs a release that exists, and is UP in its LB.
+            for app in APPS:
+                assert lab_exec(app, "cat /opt/fleet-app/current/INSTALLED").strip() == CURRENT, app
+            assert_every_server_up()
+            held = releases_held()
+            # Staged everywhere at once, beside the running release; never more than three.
+            assert all(version in names and CURRENT in names for names in held.values()), held
+            assert all(len(names) <= RELEASES_KEEP for names in held.values()), held
+        time.sleep(2)
+    print(f"three broken releases: {load.summary()}")
+    assert load.failed() == [], f"{len(load.failed())} failed: {load.failed()[:5]}"
+    assert len(load.results) > FLOOR_BESIDE_A_RUN
+    # The oldest broken one made room for the third.
+    assert all(set(names) == {CURRENT, *BROKEN[1:]} for names in releases_held().values()), releases_held()
+    assert served_versions() == {CURRENT}
+
+
 def test_a_rolling_deploy_under_load_fails_no_request(releases):
     assert set(versions().values()) == {CURRENT}
     with Load(**BESIDE_A_RUN) as load:
@@ -120,40 +181,6 @@ def test_a_rollback_under_load_fails_no_request(releases):
     assert load.failed() == [], f"{len(load.failed())} failed: {load.failed()[:5]}"
     assert len(load.results) > FLOOR_BESIDE_A_RUN
     assert versions() == dict.fromkeys(APPS, CURRENT)
-    assert served_versions() == {CURRENT}
-    assert_every_server_up()
-
-
-def test_a_broken_release_stops_at_the_first_batch_and_fails_no_request(releases, tmp_path):
-    # The app as it is, except that it is never ready: /healthz answers 503.
-    source = tmp_path / "app"
-    shutil.copytree(ROOT / "app", source, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"))
-    app_py = source / "src" / "fleet_app" / "app.py"
-    code = app_py.read_text()
-    marker = "    def healthz(self, environ: dict) -> Response:\n"
-    assert marker in code
-    app_py.write_text(
-        code.replace(marker, marker + '        return HTTPStatus.SERVICE_UNAVAILABLE, {"status": "broken"}\n', 1)
-    )
-    build(BROKEN, source)
-
-    with Load(**BESIDE_A_RUN) as load:
-        time.sleep(2)
-        proc = deploy("-e", f"app_release_version={BROKEN}", "-e", "app_gate_timeout=5")
-        time.sleep(2)
-    out = proc.stdout + proc.stderr
-    print(f"broken release: {load.summary()}")
-    assert proc.returncode != 0, out[-4000:]
-    # The first batch (one server per cell) failed its gate, went back and is UP; the
-    # others never switched.
-    for first in ("app1", "app3"):
-        assert f"{first}: release {BROKEN} failed its gate" in out, out[-4000:]
-        assert f"It runs {CURRENT} again" in out
-    assert versions() == dict.fromkeys(APPS, CURRENT)
-    # Staged everywhere at once, beside the running release, but switched nowhere.
-    assert lab_exec("app2", f"cat /opt/fleet-app/releases/{BROKEN}/INSTALLED").strip() == BROKEN
-    assert load.failed() == [], f"{len(load.failed())} failed: {load.failed()[:5]}"
-    assert len(load.results) > FLOOR_BESIDE_A_RUN
     assert served_versions() == {CURRENT}
     assert_every_server_up()
 
