@@ -281,6 +281,9 @@ def rollout(hosts: Iterable[str], groups: Mapping, per_cell: object, up: Mapping
     servers are out of its LB at once. ``up`` maps app servers to whether their LB
     reports them UP (servers it does not know are left out): a batch that would leave
     a cell's LB with no UP server outside it is refused, naming the cell and servers.
+    A server of an earlier batch counts as UP (so a server a failed run left out of its
+    LB, changed first, lets its peer follow): it is back in its LB when the next batch
+    starts, or the rollout stopped at it.
 
     Returns ``{order: [host, ...], batches: [size, ...], cells: {cell: [host, ...]}}``:
     ``order`` for a group the rollout play runs on, ``batches`` for its ``serial``.
@@ -313,6 +316,9 @@ def rollout(hosts: Iterable[str], groups: Mapping, per_cell: object, up: Mapping
 
     order: list[str] = []
     batches: list[int] = []
+    # The servers of earlier batches are UP again when a batch starts: each one passed
+    # its gate and went back into its LB, or the rollout stopped before this batch.
+    done: set[str] = set()
     rounds = max((len(v) for v in by_cell.values()), default=0)
     for start in range(0, rounds, per_cell):
         batch: list[str] = []
@@ -320,13 +326,14 @@ def rollout(hosts: Iterable[str], groups: Mapping, per_cell: object, up: Mapping
             chunk = by_cell[cell][start : start + per_cell]
             if up is not None and chunk:
                 known = [h for h in topo.cells[cell]["app"] if h in up]
-                if known and not [h for h in known if up[h] and h not in chunk]:
+                if known and not [h for h in known if (up[h] or h in done) and h not in chunk]:
                     problems.append(
                         f"draining {', '.join(chunk)} would leave the LB of {cell} with no UP server "
                         f"(UP now: {', '.join(h for h in known if up[h]) or 'none'}); bring another "
                         f"server of {cell} UP first or deploy with a smaller app_rollout_per_cell"
                     )
             batch.extend(chunk)
+        done.update(batch)
         if batch:
             order.extend(batch)
             batches.append(len(batch))

@@ -9,6 +9,8 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -91,6 +93,14 @@ def releases() -> None:
     build(NEXT)
 
 
+def drained_in(lb: str) -> list[str]:
+    """The servers ``lb`` holds drained by an admin (srv_admin_state's forced-drain bit),
+    whether their health checks pass (DRAIN) or not (DOWN)."""
+    out = lab_exec(lb, "echo 'show servers state' | socat stdio unix-connect:/run/haproxy/admin.sock")
+    rows = [line.split() for line in out.splitlines()[2:] if line.strip()]
+    return sorted(row[3] for row in rows if int(row[6]) & 0x08)
+
+
 def releases_held() -> dict[str, list[str]]:
     """app server -> the releases under /opt/fleet-app/releases."""
     return {app: lab_exec(app, "ls /opt/fleet-app/releases").split() for app in APPS}
@@ -150,6 +160,53 @@ def test_three_broken_releases_in_a_row_each_stop_at_the_first_batch_and_fail_no
     assert served_versions() == {CURRENT}
 
 
+def staged_anywhere(version: str) -> list[str]:
+    """The app servers with a directory for ``version`` under their releases."""
+    staged = {app: lab_exec(app, f"ls /opt/fleet-app/releases/{version} 2>/dev/null || true") for app in APPS}
+    return [app for app, listing in staged.items() if listing.strip()]
+
+
+# Before the rolling deploy: NEXT is staged nowhere yet, so "nothing staged" is visible.
+def test_a_bad_variable_on_one_app_server_stops_the_run_before_any_is_staged(releases):
+    # Good on three servers, out of range on app3 (extra vars are templated per host).
+    bad = "{{ 0 if inventory_hostname == 'app3' else 1.5 }}"
+    proc = deploy("-e", f"app_release_version={NEXT}", "-e", f"app_db_connect_timeout={bad}")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-4000:]
+    assert re.search(r"fatal: \[app3\].*?app_db_connect_timeout", out, flags=re.S), out[-4000:]
+    assert "PLAY [Stage the release on the app servers]" not in out, out[-4000:]
+    assert staged_anywhere(NEXT) == []
+    assert drained(out) == []
+    assert versions() == dict.fromkeys(APPS, CURRENT)
+
+
+@contextmanager
+def socket_unreadable(lb: str) -> Iterator[None]:
+    """The LB's admin socket replaced by a plain file (HAProxy keeps serving on the socket,
+    moved aside), as a broken or stale socket leaves it."""
+    sock = "/run/haproxy/admin.sock"
+    lab_exec(lb, f"mv {sock} {sock}.aside && echo stale > {sock}")
+    try:
+        yield
+    finally:
+        lab_exec(lb, f"rm -f {sock} && mv {sock}.aside {sock}")
+
+
+def test_an_lb_that_cannot_be_read_stops_the_deploy_before_any_change(releases):
+    with socket_unreadable("lb1"):
+        proc = deploy("-e", f"app_release_version={NEXT}")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-4000:]
+    message = " ".join(out.split())
+    assert "Cannot read the server states of lb1 (/run/haproxy/admin.sock:" in message, out[-4000:]
+    assert "Nothing was changed" in message
+    assert "PLAY [Stage the release on the app servers]" not in out, out[-4000:]
+    assert staged_anywhere(NEXT) == []
+    assert drained(out) == []
+    assert versions() == dict.fromkeys(APPS, CURRENT)
+    assert_every_server_up()
+
+
 def test_a_rolling_deploy_under_load_fails_no_request(releases):
     assert set(versions().values()) == {CURRENT}
     with Load(**BESIDE_A_RUN) as load:
@@ -185,21 +242,75 @@ def test_a_rollback_under_load_fails_no_request(releases):
     assert_every_server_up()
 
 
-def test_a_rollout_that_would_drain_the_last_up_server_is_refused_before_any_change(releases):
+def test_a_config_change_that_fails_the_gate_leaves_the_server_out_of_its_lb(releases):
+    """A change of configuration only (no other release to go back to) that breaks readiness:
+    the first batch stays drained, the run stops naming each server and what it answered,
+    the rest serve; the next good run puts them back."""
+    with Load(**BESIDE_A_RUN) as load:
+        time.sleep(2)
+        broken = deploy("-e", "app_db_name=fleet_missing", "-e", "app_gate_timeout=5")
+        drained_after = {lb: drained_in(lb) for lb in ("lb1", "lb2")}
+        states = all_up()
+        fixed = deploy()
+        time.sleep(2)
+    out = broken.stdout + broken.stderr
+    print(f"config change failing the gate, then mended: {load.summary()}")
+    assert broken.returncode != 0, out[-4000:]
+    message = " ".join(out.split())
+    for first in ("app1", "app3"):
+        assert re.search(
+            rf"{first}: release {re.escape(CURRENT)} failed its gate \(GET /healthz answered 503[^)]*\)\. "
+            r"There was no previous release to go back to; it stays out of its LB\.",
+            message,
+        ), out[-4000:]
+    assert "It runs" not in message
+    # Out of their LBs (drained: whatever their health checks say), the others UP.
+    assert drained_after == {"lb1": ["app1"], "lb2": ["app3"]}, drained_after
+    assert (states["lb1"]["app2"], states["lb2"]["app4"]) == ("UP", "UP"), states
+    # The next good run changes them first (refused before: their peers would have been
+    # the last UP servers) and puts them back.
+    assert fixed.returncode == 0, (fixed.stdout + fixed.stderr)[-4000:]
+    assert {lb: drained_in(lb) for lb in ("lb1", "lb2")} == {"lb1": [], "lb2": []}
+    assert load.failed() == [], f"{len(load.failed())} failed: {load.failed()[:5]}"
+    assert len(load.results) > FLOOR_BESIDE_A_RUN
+    assert_every_server_up()
+
+
+@pytest.fixture
+def app2_in_maint() -> Iterator[None]:
+    """app2 put in maintenance by hand in lb1, as an operator does."""
     socket_cmd = "echo '{}' | socat stdio unix-connect:/run/haproxy/admin.sock"
     lab_exec("lb1", socket_cmd.format(f"set server {haproxy_backends()['lb1']}/app2 state maint"))
     try:
-        proc = deploy("-e", f"app_release_version={NEXT}")
-        out = proc.stdout + proc.stderr
-        assert proc.returncode != 0, out[-4000:]
-        assert "draining app1 would leave the LB of cell_a with no UP server" in out, out[-4000:]
-        # Refused in the plan: no server was drained, switched or restarted.
-        assert drained(out) == []
-        assert versions() == dict.fromkeys(APPS, CURRENT)
-        assert haproxy_servers("lb1")["app1"] == "UP"
+        yield
     finally:
         lab_exec("lb1", socket_cmd.format(f"set server {haproxy_backends()['lb1']}/app2 state ready"))
     assert wait_until(lambda: haproxy_servers("lb1")["app2"] == "UP", timeout=30)
+
+
+def test_a_rollout_that_would_drain_the_last_up_server_is_refused_before_any_change(releases, app2_in_maint):
+    proc = deploy("-e", f"app_release_version={NEXT}")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-4000:]
+    assert "draining app1 would leave the LB of cell_a with no UP server" in out, out[-4000:]
+    # Refused in the plan: no server was drained, switched or restarted.
+    assert drained(out) == []
+    assert versions() == dict.fromkeys(APPS, CURRENT)
+    assert haproxy_servers("lb1")["app1"] == "UP"
+
+
+def test_a_server_in_maint_is_changed_and_left_in_maint(releases, app2_in_maint):
+    """The operator's MAINT outlasts a deploy and a rollback of that server: it is
+    restarted and gated without a drain, and never put back in its LB."""
+    for extra in ([], ["-e", "app_rollback=true"]):
+        proc = deploy("-e", f"app_release_version={NEXT}", *extra, "--limit", "app2")
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-4000:]
+        assert not any(drained(out)), out[-4000:]
+        assert haproxy_servers("lb1")["app2"] == "MAINT"
+        # Switched and restarted: the run checks that the server answers with that release.
+        assert versions()["app2"] == (CURRENT if extra else NEXT)
+        assert "HANDLER [app : restart | Restart the app]" in out, out[-4000:]
 
 
 def site(*extra: str) -> subprocess.CompletedProcess[str]:

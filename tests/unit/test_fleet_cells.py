@@ -253,16 +253,28 @@ def test_rollout_takes_the_same_batch_from_every_cell(groups, hosts, per_cell, o
 
 def test_rollout_may_drain_a_server_while_another_in_its_cell_is_up():
     up = {"app1": True, "app2": True, "app3": False, "app4": True}
-    # app3 is already out: draining it leaves app4; draining app4 next leaves app3, which is down.
+    # Only app4 of cell_b in the run, app3 out: draining app4 would leave cell_b nothing.
     with pytest.raises(AnsibleFilterError) as err:
-        rollout(["app1", "app2", "app3", "app4"], TWO_CELLS, 1, up)
+        rollout(["app1", "app2", "app4"], TWO_CELLS, 1, up)
     assert str(err.value) == (
         "fleet cell wiring: draining app4 would leave the LB of cell_b with no UP server (UP now: app4); "
         "bring another server of cell_b UP first or deploy with a smaller app_rollout_per_cell"
     )
+    # Both of cell_b in one batch: nothing left either.
+    with pytest.raises(AnsibleFilterError, match="draining app3, app4 would leave the LB of cell_b"):
+        rollout(["app3", "app4"], TWO_CELLS, 2, up)
     # The same fleet with every server UP rolls; an LB that knows no server (not built yet) too.
     assert rollout(["app3", "app4"], TWO_CELLS, 1, {h: True for h in up})["order"] == ["app3", "app4"]
     assert rollout(["app3", "app4"], TWO_CELLS, 1, {})["batches"] == [1, 1]
+
+
+def test_rollout_counts_a_server_of_an_earlier_batch_as_up_again():
+    # A failed run left app1 and app3 drained: the next run changes them first, and
+    # app2 and app4 follow once they are back (or the rollout stops at them).
+    up = {"app1": False, "app2": True, "app3": False, "app4": True}
+    plan = rollout(["app1", "app2", "app3", "app4"], TWO_CELLS, 1, up)
+    assert plan["order"] == ["app1", "app3", "app2", "app4"]
+    assert plan["batches"] == [2, 2]
 
 
 @pytest.mark.parametrize(
