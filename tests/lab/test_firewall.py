@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from filter_plugins.fleet_contract import default_ports, load
+from scripts.engine import engine_env
 from scripts.lab import LAB_DIR, ssh_command
 from tests.conftest import ROOT, ansible_env
-from tests.lab.conftest import lab_exec, lab_secrets
+from tests.lab.conftest import BESIDE_A_RUN, FLOOR_BESIDE_A_RUN, Load, lab_exec, lab_secrets
 
 pytestmark = pytest.mark.lab
 
@@ -80,27 +82,63 @@ def allowed(groups: dict) -> set[tuple[str, str, int]]:
     return out
 
 
+def probe_from(src: str, targets: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
+    """(address, port) -> open, refused or dropped, each connected to from inside ``src``."""
+    proc = subprocess.run(
+        ["docker", "exec", "-i", src, "python3", "-c", PROBE],
+        input=json.dumps(targets),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return dict(zip(targets, json.loads(proc.stdout), strict=True))
+
+
 def matrix(groups: dict, hostvars: dict) -> dict[tuple[str, str, int], str]:
     hosts = sorted({h for t in CONTRACT["tiers"] for h in groups.get(t, [])})
 
     def from_host(src: str) -> dict[tuple[str, str, int], str]:
         pairs = [(dst, port) for dst in hosts if dst != src for port in PROBED]
-        targets = [[hostvars[dst]["ansible_host"], port] for dst, port in pairs]
-        proc = subprocess.run(
-            ["docker", "exec", "-i", src, "python3", "-c", PROBE],
-            input=json.dumps(targets),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        return {(src, dst, port): r for (dst, port), r in zip(pairs, json.loads(proc.stdout), strict=True)}
+        found = probe_from(src, [(hostvars[dst]["ansible_host"], port) for dst, port in pairs])
+        return {(src, dst, port): found[(hostvars[dst]["ansible_host"], port)] for dst, port in pairs}
 
     results: dict[tuple[str, str, int], str] = {}
     with ThreadPoolExecutor(4) as pool:
         for part in pool.map(from_host, hosts):
             results |= part
     return results
+
+
+# First in the module: the matrix after it proves the rules this applies.
+def test_the_firewall_applied_to_a_converged_lab_under_load_fails_no_request(groups, hostvars):
+    """Every host's table lifted (a converged fleet before its firewalls, as it stood before
+    the role), then playbooks/firewall.yml on the whole lab while clients use it through
+    the ELB stand-in: no request fails, and every host has its table back."""
+    hosts = sorted(set().union(*groups.values()))
+    for host in hosts:
+        lab_exec(host, "nft delete table inet fleet")
+    # Lifted indeed: a flow the contract forbids connects (web1 to the primary's PostgreSQL).
+    forbidden = (hostvars["primary"]["ansible_host"], PORTS["postgres"])
+    assert probe_from("web1", [forbidden]) == {forbidden: "open"}
+    with Load(**BESIDE_A_RUN) as load:
+        time.sleep(2)
+        proc = subprocess.run(
+            ["ansible-playbook", "-i", str(ROOT / "inventories" / "lab"), str(ROOT / "playbooks" / "firewall.yml")],
+            cwd=ROOT,
+            env=ansible_env(**engine_env("mitogen")),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        time.sleep(2)
+    print(f"firewall applied to {len(hosts)} hosts under load: {load.summary()}")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert load.failed() == [], f"{len(load.failed())} failed: {load.failed()[:5]}"
+    assert len(load.results) > FLOOR_BESIDE_A_RUN
+    assert [host for host in hosts if "table inet fleet" not in lab_exec(host, "nft list tables")] == []
+    assert probe_from("web1", [forbidden]) == {forbidden: "dropped"}
 
 
 def test_every_host_reaches_exactly_the_contracts_flows(groups, hostvars):
