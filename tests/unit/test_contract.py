@@ -17,6 +17,7 @@ from filter_plugins.fleet_contract import (
     cell_tiers,
     check,
     default_ports,
+    firewall_problems,
     flow_peers,
     inbound,
     load,
@@ -248,3 +249,13 @@ def test_the_group_vars_file_is_what_ansible_loads():
     assert {"fleet_contract_check", "fleet_inbound", "fleet_flow_peers", "fleet_firewall_problems"} <= set(
         FilterModule().filters()
     )
+
+
+def test_ssh_from_everyone_is_refused_unless_allowed():
+    """An operator network of 0.0.0.0/0 passes only where firewall_ssh_open_allowed (the
+    lab); group_vars/all/firewall.yml sets it false when fleet_environment is production."""
+    rules = [{"port_name": "ssh", "port": 22, "sources": ["0.0.0.0/0"]}]
+    assert firewall_problems(rules, 22, True) == []
+    (problem,) = firewall_problems(rules, 22, False)
+    assert "SSH (port 22) is admitted from 0.0.0.0/0, which is everyone: refused here" in problem
+    assert firewall_problems([{"port_name": "ssh", "port": 22, "sources": ["192.0.2.0/24"]}], 22, False) == []

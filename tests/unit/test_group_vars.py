@@ -133,3 +133,11 @@ def test_app_servers_drain_in_the_backend_the_lbs_name():
     lbs = rendered(SYNTAX_INVENTORY, "lb", "haproxy_backend_name")
     apps = rendered(SYNTAX_INVENTORY, "app", "app_lb_backend")
     assert set(lbs.values()) == set(apps.values()) == {FLEET_VARS["fleet_lb_backend"]}
+
+
+@pytest.mark.parametrize(("environment", "allowed"), [("production", "false"), ("lab", "true")])
+def test_ssh_from_everyone_is_allowed_only_outside_production(foreign_inventory, environment, allowed):
+    show = ["-m", "ansible.builtin.debug", "-a", "var=firewall_ssh_open_allowed"]
+    proc = run(["ansible", "web9", "-i", str(foreign_inventory), *show, "-e", f"fleet_environment={environment}"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"firewall_ssh_open_allowed: {allowed}" in proc.stdout
