@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from filter_plugins.fleet_contract import load as load_contract
+from scripts.deploy import read_release, release_file
 from scripts.engine import engine_env
 from scripts.recap import parse_recap
 
@@ -353,8 +354,11 @@ def cmd_up(args: argparse.Namespace) -> None:
         wait_for_ssh([h for h in hosts if h not in fresh], key)
     if args.no_converge:
         return
-    with Phase("build the app release on the controller (hosts never reach PyPI)"):
-        sh(str(ROOT / "scripts" / "build-release.sh"), capture=False, stdout=subprocess.DEVNULL)
+    # The release the lab inventory records (group_vars/app/release.yml), which the converge runs.
+    version = read_release(release_file(ROOT / "inventories" / "lab"))["app_release_version"]
+    with Phase(f"build app release {version} on the controller (hosts never reach PyPI)"):
+        build = [str(ROOT / "scripts" / "build-release.sh"), "--version", version]
+        sh(*build, capture=False, stdout=subprocess.DEVNULL)
     # The new hosts log in as the AMI's user for this converge, the others as the operator.
     first = ["-e", json.dumps({"fleet_lab_first_converge": [h.name for h in fresh]})] if fresh else []
     what = f" ({len(fresh)} new hosts log in as {BOOTSTRAP_USER}: their first converge)" if fresh else ""

@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -17,7 +18,7 @@ import pytest
 import testinfra
 
 from filter_plugins.fleet_haproxy import haproxy_servers as fleet_haproxy_servers
-from tests.conftest import ROOT, plain, rendered, run
+from tests.conftest import ROOT, ansible_env, plain, rendered, run
 
 ELB = f"http://127.0.0.1:{os.environ.get('FLEET_LAB_ELB_PORT', '8088')}"
 INVENTORY = ROOT / "inventories" / "lab"
@@ -159,11 +160,33 @@ def haproxy_backends() -> dict[str, str]:
     return rendered(INVENTORY, "lb:elb", "haproxy_backend_name")
 
 
+def haproxy_command(lb: str, command: str) -> str:
+    """One command on the admin socket of an LB (or the ELB stand-in); its answer."""
+    return lab_exec(lb, 'echo "$1" | socat stdio unix-connect:/run/haproxy/admin.sock', args=(command,))
+
+
 def haproxy_servers(lb: str) -> dict[str, str]:
     """server name -> status (UP/DOWN/DRAIN...) of the backend of one LB (or the ELB
     stand-in), from its admin socket."""
-    out = lab_exec(lb, "echo 'show stat' | socat stdio unix-connect:/run/haproxy/admin.sock")
+    out = haproxy_command(lb, "show stat")
     return {name: server["status"] for name, server in fleet_haproxy_servers(out, haproxy_backends()[lb]).items()}
+
+
+def drift_command(reports: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "scripts.drift", "--reports", str(reports), *args]
+
+
+def latest_report(reports: Path) -> dict:
+    return json.loads((reports / "latest" / "drift.json").read_text())
+
+
+def drift(reports: Path, *args: str) -> tuple[int, dict, str]:
+    """`bin/fleet drift` with ``args``, its reports under ``reports``: (exit status, the
+    latest report, output)."""
+    proc = subprocess.run(
+        drift_command(reports, *args), cwd=ROOT, env=ansible_env(), capture_output=True, text=True, check=False
+    )
+    return proc.returncode, latest_report(reports), proc.stdout + proc.stderr
 
 
 # Clients beside an Ansible run whose effect on traffic a test observes (a rollout, a

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -21,7 +19,10 @@ from tests.lab.conftest import (
     FLOOR_BESIDE_A_RUN,
     Load,
     assert_private_and_free_of_secrets,
+    drift,
+    drift_command,
     http_from,
+    latest_report,
     wait_until,
 )
 
@@ -48,21 +49,6 @@ DRIFT = [
     ("app4", "rm /etc/fleet-app/app.env", "app"),
 ]
 DRIFTED = sorted({host for host, _, _ in DRIFT})
-
-
-def drift_command(reports: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "scripts.drift", "--reports", str(reports), *args]
-
-
-def latest_report(reports: Path) -> dict:
-    return json.loads((reports / "latest" / "drift.json").read_text())
-
-
-def drift(tmp_path: Path, *args: str) -> tuple[int, dict, str]:
-    proc = subprocess.run(
-        drift_command(tmp_path, *args), cwd=ROOT, env=ansible_env(), capture_output=True, text=True, check=False
-    )
-    return proc.returncode, latest_report(tmp_path), proc.stdout + proc.stderr
 
 
 def test_drift_is_reported_exactly_and_corrected_while_serving(tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from scripts.deploy import read_release, release_file
 from scripts.engine import engine_env
 from tests.conftest import ROOT, ansible_env
 from tests.lab.conftest import (
@@ -24,7 +25,9 @@ from tests.lab.conftest import (
     FLOOR_BESIDE_A_RUN,
     INVENTORY,
     Load,
+    drift,
     haproxy_backends,
+    haproxy_command,
     haproxy_servers,
     http,
     lab_exec,
@@ -33,7 +36,7 @@ from tests.lab.conftest import (
 
 pytestmark = pytest.mark.lab
 
-CURRENT = yaml.safe_load((ROOT / "group_vars" / "all" / "app.yml").read_text())["app_release_version"]
+CURRENT = read_release(release_file(INVENTORY))["app_release_version"]
 _major, _minor, _patch = (int(p) for p in CURRENT.split("."))
 NEXT = f"{_major}.{_minor}.{_patch + 1}"
 BROKEN = [f"{_major}.{_minor}.{_patch + n}" for n in (2, 3, 4)]
@@ -69,6 +72,14 @@ def drained(out: str) -> list[list[str]]:
     return batches
 
 
+def task_output(out: str, task: str) -> str:
+    """What a run printed for the app role's task named ``task`` (all hosts)."""
+    blocks = re.split(r"^(?=(?:TASK|RUNNING HANDLER|PLAY) \[)", out, flags=re.M)
+    found = [b for b in blocks if b.startswith(f"TASK [app : {task}")]
+    assert found, f"no task {task!r} in the run"
+    return "".join(found)
+
+
 def versions() -> dict[str, str]:
     """app server -> the release its current link points at."""
     return {app: Path(lab_exec(app, "readlink -f /opt/fleet-app/current").strip()).name for app in APPS}
@@ -96,7 +107,7 @@ def releases() -> None:
 def drained_in(lb: str) -> list[str]:
     """The servers ``lb`` holds drained by an admin (srv_admin_state's forced-drain bit),
     whether their health checks pass (DRAIN) or not (DOWN)."""
-    out = lab_exec(lb, "echo 'show servers state' | socat stdio unix-connect:/run/haproxy/admin.sock")
+    out = haproxy_command(lb, "show servers state")
     rows = [line.split() for line in out.splitlines()[2:] if line.strip()]
     return sorted(row[3] for row in rows if int(row[6]) & 0x08)
 
@@ -162,8 +173,7 @@ def test_three_broken_releases_in_a_row_each_stop_at_the_first_batch_and_fail_no
 
 def staged_anywhere(version: str) -> list[str]:
     """The app servers with a directory for ``version`` under their releases."""
-    staged = {app: lab_exec(app, f"ls /opt/fleet-app/releases/{version} 2>/dev/null || true") for app in APPS}
-    return [app for app, listing in staged.items() if listing.strip()]
+    return [app for app, held in releases_held().items() if version in held]
 
 
 # Before the rolling deploy: NEXT is staged nowhere yet, so "nothing staged" is visible.
@@ -207,18 +217,43 @@ def test_an_lb_that_cannot_be_read_stops_the_deploy_before_any_change(releases):
     assert_every_server_up()
 
 
-def test_a_rolling_deploy_under_load_fails_no_request(releases):
+def fleet_deploy(*args: str) -> subprocess.CompletedProcess[str]:
+    """`bin/fleet deploy` as an operator runs it (Mitogen's strategy, its default)."""
+    cmd = [str(ROOT / "bin" / "fleet"), "deploy", *args]
+    return subprocess.run(cmd, cwd=ROOT, env=ansible_env(), capture_output=True, text=True, check=False, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def recorded_release() -> Iterator[Path]:
+    """The lab inventory's release file, as it was before the module whatever happens."""
+    path = release_file(INVENTORY)
+    before = path.read_text()
+    yield path
+    path.write_text(before)
+
+
+def assert_app_tier_agrees_with_the_repository(reports: Path) -> None:
+    """The drift check of the app tier exits 0, and its correction has nothing to change."""
+    rc, report, out = drift(reports, "--limit", "app", "--tags", "app", "--correct")
+    assert rc == 0, out[-4000:]
+    assert report["hosts_checked"] == len(APPS), report["summary"]
+    assert report["hosts_with_drift"] == report["hosts_failed"] == [], report["summary"]
+    assert "[drift] corrected" not in out, out[-4000:]
+    assert not list(reports.glob("*-check/correct.log")), "the correction ran"
+
+
+def test_bin_fleet_deploy_under_load_fails_no_request_and_the_drift_check_agrees(releases, recorded_release, tmp_path):
     assert set(versions().values()) == {CURRENT}
     with Load(**BESIDE_A_RUN) as load:
         time.sleep(3)
         t0 = time.monotonic()
-        proc = deploy("-e", f"app_release_version={NEXT}")
+        proc = fleet_deploy(NEXT)
         took = time.monotonic() - t0
         time.sleep(2)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     before, during = load.summary(0, t0), load.summary(t0, t0 + took)
-    print(f"rolling deploy of {len(APPS)} app servers: {took:.1f} s; before: {before}; during: {during}")
+    print(f"bin/fleet deploy {NEXT} to {len(APPS)} app servers: {took:.1f} s; before: {before}; during: {during}")
     assert load.failed() == [], f"{len(load.failed())} failed: {load.failed()[:5]}"
     assert len(load.since(t0)) > FLOOR_BESIDE_A_RUN
     # One server per cell at a time: app1 and app3 first, then app2 and app4.
@@ -226,20 +261,37 @@ def test_a_rolling_deploy_under_load_fails_no_request(releases):
     assert versions() == dict.fromkeys(APPS, NEXT)
     assert served_versions() == {NEXT}
     assert_every_server_up()
+    # Recorded where the inventory reads it, with the release it replaced.
+    assert read_release(recorded_release) == {"app_release_version": NEXT, "fleet_release_previous": CURRENT}
+    assert_app_tier_agrees_with_the_repository(tmp_path / "after-deploy")
 
 
-def test_a_rollback_under_load_fails_no_request(releases):
+def test_bin_fleet_deploy_rollback_under_load_fails_no_request_and_the_drift_check_agrees(
+    releases, recorded_release, tmp_path
+):
+    assert read_release(recorded_release)["fleet_release_previous"] == CURRENT
     with Load(**BESIDE_A_RUN) as load:
         time.sleep(2)
-        proc = deploy("-e", f"app_release_version={NEXT}", "-e", "app_rollback=true")
+        t0 = time.monotonic()
+        proc = fleet_deploy("--rollback")
+        took = time.monotonic() - t0
         time.sleep(2)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    print(f"rollback: {load.summary()}")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    print(f"bin/fleet deploy --rollback: {took:.1f} s; {load.summary()}")
     assert load.failed() == [], f"{len(load.failed())} failed: {load.failed()[:5]}"
-    assert len(load.results) > FLOOR_BESIDE_A_RUN
+    assert len(load.since(t0)) > FLOOR_BESIDE_A_RUN
+    # Nothing shipped: each server ran the release it had installed.
+    assert not re.findall(r"^(?:ok|changed): ", task_output(out, "release | Ship the release artifact"), flags=re.M)
     assert versions() == dict.fromkeys(APPS, CURRENT)
     assert served_versions() == {CURRENT}
     assert_every_server_up()
+    assert read_release(recorded_release) == {"app_release_version": CURRENT, "fleet_release_previous": ""}
+    assert_app_tier_agrees_with_the_repository(tmp_path / "after-rollback")
+    # A second one has nothing recorded to go back to: refused before anything runs.
+    again = fleet_deploy("--rollback")
+    assert again.returncode == 2, again.stderr
+    assert f"no previous release is recorded (the fleet runs {CURRENT})" in again.stderr
 
 
 def test_a_config_change_that_fails_the_gate_leaves_the_server_out_of_its_lb(releases):
@@ -279,12 +331,11 @@ def test_a_config_change_that_fails_the_gate_leaves_the_server_out_of_its_lb(rel
 @pytest.fixture
 def app2_in_maint() -> Iterator[None]:
     """app2 put in maintenance by hand in lb1, as an operator does."""
-    socket_cmd = "echo '{}' | socat stdio unix-connect:/run/haproxy/admin.sock"
-    lab_exec("lb1", socket_cmd.format(f"set server {haproxy_backends()['lb1']}/app2 state maint"))
+    haproxy_command("lb1", f"set server {haproxy_backends()['lb1']}/app2 state maint")
     try:
         yield
     finally:
-        lab_exec("lb1", socket_cmd.format(f"set server {haproxy_backends()['lb1']}/app2 state ready"))
+        haproxy_command("lb1", f"set server {haproxy_backends()['lb1']}/app2 state ready")
     assert wait_until(lambda: haproxy_servers("lb1")["app2"] == "UP", timeout=30)
 
 
@@ -299,7 +350,7 @@ def test_a_rollout_that_would_drain_the_last_up_server_is_refused_before_any_cha
     assert haproxy_servers("lb1")["app1"] == "UP"
 
 
-def test_a_server_in_maint_is_changed_and_left_in_maint(releases, app2_in_maint):
+def test_a_server_in_maint_is_changed_and_left_in_maint(releases, app2_in_maint, tmp_path):
     """The operator's MAINT outlasts a deploy and a rollback of that server: it is
     restarted and gated without a drain, and never put back in its LB."""
     for extra in ([], ["-e", "app_rollback=true"]):
@@ -311,6 +362,18 @@ def test_a_server_in_maint_is_changed_and_left_in_maint(releases, app2_in_maint)
         # Switched and restarted: the run checks that the server answers with that release.
         assert versions()["app2"] == (CURRENT if extra else NEXT)
         assert "HANDLER [app : restart | Restart the app]" in out, out[-4000:]
+        if not extra:
+            # A deploy with a plain -e leaves the repository's release file alone: the
+            # drift check reports app2 as what it is, a server on another release.
+            rc, report, out = drift(tmp_path, "--limit", "app2", "--tags", "app")
+            assert rc == 2, out[-4000:]
+            assert report["hosts_with_drift"] == ["app2"], report["summary"]
+            switch = [
+                c for c in report["hosts"]["app2"]["changes"] if c["task"].endswith("Point current at the release")
+            ]
+            assert len(switch) == 1, report["hosts"]["app2"]["changes"]
+            assert f"releases/{NEXT}" in switch[0]["diff"], switch[0]
+            assert f"releases/{CURRENT}" in switch[0]["diff"], switch[0]
 
 
 def site(*extra: str) -> subprocess.CompletedProcess[str]:

@@ -18,11 +18,13 @@ import sys
 import pytest
 import yaml
 
+from scripts.deploy import read_release, release_file
 from tests.conftest import ROOT, run
 
 FLEET = yaml.safe_load((ROOT / "group_vars" / "all" / "fleet.yml").read_text())
 PORTS = {name: value for name, value in FLEET.items() if name.startswith("fleet_port_")}
-APP_VERSION = yaml.safe_load((ROOT / "group_vars" / "all" / "app.yml").read_text())["app_release_version"]
+# The release an inventory records (an inventory's own, not the top-level group_vars').
+APP_VERSION = read_release(release_file(ROOT / "inventories" / "lab"))["app_release_version"]
 ROLES = ("base", "postgresql", "app", "haproxy", "nginx")
 TAGS = ",".join(f"{role}_preflight" for role in ROLES)
 # One host of each kind: every role runs, on a host wired like the fleet's.
@@ -70,6 +72,7 @@ def preflight(tmp_path_factory):
         "ansible_python_interpreter": sys.executable,
         "fleet_environment": "test",
         "base_admin_ssh_keys": [(ROOT / "tests" / "fixtures" / "admin_ed25519.pub").read_text().strip()],
+        "app_release_version": APP_VERSION,
         "app_release_url": str(artifact),
         "haproxy_bind_address": "127.0.0.1",
         "postgresql_listen_address": "127.0.0.1",

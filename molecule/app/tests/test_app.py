@@ -15,7 +15,7 @@ from scripts.recap import hosts_with_drift
 
 testinfra_hosts = ["app-app1"]
 
-# The release converge.yml deploys (app_release_version in group_vars) and the next
+# The release converge.yml deploys (its app_release_version) and the next
 # one; prepare.yml builds both.
 VERSION = "1.1.1"
 NEXT = "1.2.0"
