@@ -40,8 +40,18 @@ def haproxy_servers(output: object, backend: str) -> dict[str, dict[str, object]
     return servers
 
 
+def haproxy_up_besides(servers: object, leaving: object) -> list[str]:
+    """The servers of ``servers`` (as ``haproxy_servers`` gives them) that are up and not
+    among ``leaving``: what carries a backend's traffic while those are out, sorted."""
+    if not isinstance(servers, dict):
+        raise AnsibleFilterError(f"fleet_haproxy_up_besides: expected servers, got {type(servers).__name__}")
+    if isinstance(leaving, str) or not isinstance(leaving, (list, tuple, set)):
+        raise AnsibleFilterError(f"fleet_haproxy_up_besides: expected a list of names, got {type(leaving).__name__}")
+    return sorted(name for name, server in servers.items() if server["up"] and name not in set(leaving))
+
+
 class FilterModule:
     """fleet's HAProxy filters."""
 
     def filters(self):
-        return {"fleet_haproxy_servers": haproxy_servers}
+        return {"fleet_haproxy_servers": haproxy_servers, "fleet_haproxy_up_besides": haproxy_up_besides}

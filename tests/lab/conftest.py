@@ -189,6 +189,12 @@ def drift(reports: Path, *args: str) -> tuple[int, dict, str]:
     return proc.returncode, latest_report(reports), proc.stdout + proc.stderr
 
 
+def haproxy_sessions(lb: str) -> dict[str, int]:
+    """server name -> requests in flight on it (scur) in the backend of one LB."""
+    servers = fleet_haproxy_servers(haproxy_command(lb, "show stat"), haproxy_backends()[lb])
+    return {name: int(server["sessions"]) for name, server in servers.items()}
+
+
 # Clients beside an Ansible run whose effect on traffic a test observes (a rollout, a
 # drift correction, a site change): four at a time, 0.2 s apart, about 18 requests a
 # second, a quarter of this 2-core machine. Every request goes ELB -> web -> LB -> app

@@ -5,11 +5,12 @@ it started on."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import yaml
 
 from scripts.deploy import read_release, release_file
 from scripts.engine import engine_env
+from scripts.lab import container_ip
 from tests.conftest import ROOT, ansible_env
 from tests.lab.conftest import (
     BESIDE_A_RUN,
@@ -29,6 +31,7 @@ from tests.lab.conftest import (
     haproxy_backends,
     haproxy_command,
     haproxy_servers,
+    haproxy_sessions,
     http,
     lab_exec,
     wait_until,
@@ -117,17 +120,25 @@ def releases_held() -> dict[str, list[str]]:
     return {app: lab_exec(app, "ls /opt/fleet-app/releases").split() for app in APPS}
 
 
-def build_broken(version: str, tmp_path: Path) -> None:
-    """The app as it is, except that it is never ready: /healthz answers 503."""
+def build_broken(version: str, tmp_path: Path, kind: str) -> None:
+    """The app as it is, but ``unready`` (/healthz answers 503: it fails its gate) or
+    ``unstartable`` (packaged without its server, gunicorn: systemctl restart fails)."""
     source = tmp_path / version
     shutil.copytree(ROOT / "app", source, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"))
-    app_py = source / "src" / "fleet_app" / "app.py"
-    code = app_py.read_text()
-    marker = "    def healthz(self, environ: dict) -> Response:\n"
-    assert marker in code
-    app_py.write_text(
-        code.replace(marker, marker + '        return HTTPStatus.SERVICE_UNAVAILABLE, {"status": "broken"}\n', 1)
-    )
+    if kind == "unready":
+        app_py = source / "src" / "fleet_app" / "app.py"
+        code = app_py.read_text()
+        marker = "    def healthz(self, environ: dict) -> Response:\n"
+        assert marker in code
+        app_py.write_text(
+            code.replace(marker, marker + '        return HTTPStatus.SERVICE_UNAVAILABLE, {"status": "broken"}\n', 1)
+        )
+    else:
+        for name in ("pyproject.toml", "requirements.txt"):
+            text = (source / name).read_text()
+            kept = [line for line in text.splitlines(keepends=True) if "gunicorn" not in line]
+            assert len(kept) == len(text.splitlines()) - 1, name
+            (source / name).write_text("".join(kept))
     build(version, source)
 
 
@@ -137,22 +148,29 @@ def test_three_broken_releases_in_a_row_each_stop_at_the_first_batch_and_fail_no
     """Each broken release is staged on every server and fails its gate on the first batch,
     which goes back to the release it ran. Three in a row fill app_releases_keep (3) on
     the servers that never switched and, on those that did, make the release they run the
-    oldest of the others: it must be kept, and no server may hold more than three."""
-    for version in BROKEN:
-        build_broken(version, tmp_path)
+    oldest of the others: it must be kept, and no server may hold more than three. The
+    third does not even start: a failed restart goes back like a failed gate."""
+    kinds = dict(zip(BROKEN, ("unready", "unready", "unstartable"), strict=True))
+    failure = {"unready": "failed its gate", "unstartable": "failed to start"}
+    for version, kind in kinds.items():
+        build_broken(version, tmp_path, kind)
+    # Releases are immutable by version: an earlier run's builds of these on a reused lab go first.
+    for app in APPS:
+        lab_exec(app, "rm -rf " + " ".join(f"/opt/fleet-app/releases/{version}" for version in BROKEN))
     with Load(**BESIDE_A_RUN) as load:
         time.sleep(2)
-        for version in BROKEN:
+        for version, kind in kinds.items():
             t0 = time.monotonic()
             proc = deploy("-e", f"app_release_version={version}", "-e", "app_gate_timeout=5")
             out = proc.stdout + proc.stderr
-            print(f"broken release {version}: {time.monotonic() - t0:.1f} s; {load.summary(t0)}")
+            print(f"broken release {version} ({kind}): {time.monotonic() - t0:.1f} s; {load.summary(t0)}")
             assert proc.returncode != 0, out[-4000:]
-            # The first batch (one server per cell) failed its gate, went back and is UP;
-            # the others never switched.
+            # The first batch (one server per cell) failed, went back and is UP; the
+            # others never switched.
+            message = " ".join(out.split())
             for first in ("app1", "app3"):
-                assert f"{first}: release {version} failed its gate" in out, out[-4000:]
-                assert f"It runs {CURRENT} again" in out, out[-4000:]
+                assert f"{first}: release {version} {failure[kind]}" in message, out[-4000:]
+                assert f"It runs {CURRENT} again, back in lb" in message, out[-4000:]
             assert versions() == dict.fromkeys(APPS, CURRENT)
             # Every server runs a release that exists, and is UP in its LB.
             for app in APPS:
@@ -294,6 +312,95 @@ def test_bin_fleet_deploy_rollback_under_load_fails_no_request_and_the_drift_che
     assert f"no previous release is recorded (the fleet runs {CURRENT})" in again.stderr
 
 
+@contextmanager
+def requests_in_flight(lb: str, count: int, seconds: int) -> Iterator[Callable[[], list[str]]]:
+    """``count`` writes sent from web1 straight to ``lb``, each body a byte a second for
+    about ``seconds`` s (below gunicorn's 30 s worker timeout), so each holds a session
+    on an app server meanwhile; yields what reads their HTTP statuses once they end."""
+    port = yaml.safe_load((ROOT / "group_vars" / "all" / "fleet.yml").read_text())["fleet_port_lb_frontend"]
+    body = json.dumps({"name": "s" * (seconds - 12)})
+    assert len(body) == seconds
+    url = f"http://{container_ip(lb)}:{port}/items"
+    for n in range(count):
+        lab_exec(
+            "web1",
+            f"rm -f /tmp/slow.{n}; setsid nohup curl -sS -m 60 --limit-rate 1 -o /dev/null -w '%{{http_code}}' "
+            f"-H 'Content-Type: application/json' --data-binary \"$1\" {url} > /tmp/slow.{n} 2>&1 &",
+            args=(body,),
+        )
+
+    def statuses() -> list[str]:
+        assert wait_until(lambda: not lab_exec("web1", "pgrep -x curl || true").strip(), timeout=seconds + 30)
+        return [lab_exec("web1", f"cat /tmp/slow.{n}").strip() for n in range(count)]
+
+    try:
+        yield statuses
+    finally:
+        lab_exec("web1", "pkill -x curl || true")
+
+
+def main_pid(app: str) -> str:
+    return lab_exec(app, "systemctl show -P MainPID fleet-app").strip()
+
+
+def test_a_drain_that_runs_out_of_time_leaves_the_server_on_its_release_and_serving(releases):
+    """Requests still in flight on app1 when its drain times out: app1 is not restarted
+    (that would cut them), goes back to the release it runs and back in its LB, and the
+    rollout stops naming it; the requests complete."""
+    pid = main_pid("app1")
+    with requests_in_flight("lb1", count=4, seconds=24) as statuses:
+        # Round robin: two of the four on app1, two on app2.
+        assert wait_until(lambda: haproxy_sessions("lb1").get("app1", 0) > 0, timeout=10)
+        proc = deploy("-e", f"app_release_version={NEXT}", "-e", "app_drain_timeout=3", "--limit", "app1")
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0, out[-4000:]
+        message = " ".join(out.split())
+        assert re.search(
+            r"app1: \d+ request\(s\) still in flight after 3 s of draining in lb1, so it was not restarted\. "
+            rf"It runs {re.escape(CURRENT)} as before \(current points at it again\); back in lb1\.",
+            message,
+        ), out[-4000:]
+        assert main_pid("app1") == pid
+        assert versions()["app1"] == CURRENT
+        assert haproxy_servers("lb1")["app1"] == "UP"
+        assert statuses() == ["201"] * 4
+
+
+@contextmanager
+def checks_dropped(app: str, lb: str) -> Iterator[None]:
+    """``lb``'s health checks (and requests) to ``app`` dropped by ``app``'s firewall, while
+    the app itself answers: a server that passes its gate on itself and fails its LB's checks."""
+    port = yaml.safe_load((ROOT / "group_vars" / "all" / "fleet.yml").read_text())["fleet_port_app"]
+    rule = f"ip saddr {container_ip(lb)} tcp dport {port} drop comment lab-checks-dropped"
+    lab_exec(app, f"nft insert rule inet fleet input {rule}")
+    try:
+        yield
+    finally:
+        handles = re.findall(r"lab-checks-dropped.*# handle (\d+)", lab_exec(app, "nft -a list chain inet fleet input"))
+        for handle in handles:
+            lab_exec(app, f"nft delete rule inet fleet input handle {handle}")
+        assert wait_until(lambda: haproxy_servers(lb)[app] == "UP", timeout=30)
+
+
+def test_a_server_its_lb_does_not_see_up_stops_the_rollout(releases):
+    """The wait after putting a server back asks for exactly UP: "UP 1/2" is a server failing
+    its checks on its way to DOWN, which the substring "UP" would have taken for done."""
+    with checks_dropped("app1", "lb1"):
+        proc = deploy("-e", f"app_release_version={NEXT}", "-e", "app_lb_up_timeout=4", "--limit", "app1")
+        out = proc.stdout + proc.stderr
+        status = haproxy_servers("lb1")["app1"]
+    message = " ".join(out.split())
+    assert proc.returncode != 0, out[-4000:]
+    assert re.search(r"app1 passed its gate but lb1 did not see it UP within 4 s \(it says (DOWN|UP \d/\d)", message), (
+        out[-4000:]
+    )
+    assert status != "UP", status
+    # Its checks pass again: back on the release it ran, as the next good run leaves it.
+    proc = deploy("--limit", "app1")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert versions()["app1"] == CURRENT
+
+
 def test_a_config_change_that_fails_the_gate_leaves_the_server_out_of_its_lb(releases):
     """A change of configuration only (no other release to go back to) that breaks readiness:
     the first batch stays drained, the run stops naming each server and what it answered,
@@ -348,6 +455,38 @@ def test_a_rollout_that_would_drain_the_last_up_server_is_refused_before_any_cha
     assert drained(out) == []
     assert versions() == dict.fromkeys(APPS, CURRENT)
     assert haproxy_servers("lb1")["app1"] == "UP"
+
+
+def test_a_server_gone_out_after_the_plan_stops_its_batch_before_anything_changes(releases):
+    """app2 put in MAINT once the plan has read the LBs (while the release is staged): the
+    batch's own check, before anything on app1 changes, refuses to take lb1's last UP server."""
+    cmd = ["ansible-playbook", "-i", str(INVENTORY), str(ROOT / "playbooks" / "app.yml")]
+    cmd += ["-e", f"app_release_version={NEXT}"]
+    env = ansible_env(**engine_env("mitogen"))
+    backend = haproxy_backends()["lb1"]
+    lines = []
+    try:
+        with subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as proc:
+            for line in proc.stdout:
+                lines.append(line)
+                if line.startswith("PLAY [Stage the release on the app servers]"):
+                    haproxy_command("lb1", f"set server {backend}/app2 state maint")
+        out = "".join(lines)
+        assert "PLAY [Stage the release on the app servers]" in out, out[-4000:]
+        assert proc.returncode != 0, out[-4000:]
+        message = " ".join(out.split())
+        assert "app1 is UP in lb1, and no server of backend" in message, out[-4000:]
+        assert "app2 MAINT" in message
+        assert "Nothing was changed on it" in message
+        # Refused before the batch's configuration or switch: app1 and app3 (same batch) as they were.
+        assert "TASK [app : configure |" not in out, out[-4000:]
+        assert drained(out) == []
+        assert versions() == dict.fromkeys(APPS, CURRENT)
+    finally:
+        haproxy_command("lb1", f"set server {backend}/app2 state ready")
+    assert wait_until(lambda: haproxy_servers("lb1")["app2"] == "UP", timeout=30)
 
 
 def test_a_server_in_maint_is_changed_and_left_in_maint(releases, app2_in_maint, tmp_path):

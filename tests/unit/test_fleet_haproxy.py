@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from filter_plugins.fleet_haproxy import FilterModule, haproxy_servers
+from filter_plugins.fleet_haproxy import FilterModule, haproxy_servers, haproxy_up_besides
 
 # What HAProxy 2.6 answers, cut to the columns that matter and a few others.
 SHOW_STAT = """# pxname,svname,qcur,qmax,scur,smax,slim,stot,status,weight
@@ -43,5 +43,25 @@ def test_anything_else_is_an_error(output):
         haproxy_servers(output, "app")
 
 
+def test_the_servers_up_besides_those_leaving():
+    servers = haproxy_servers(SHOW_STAT, "app")
+    assert haproxy_up_besides(servers, []) == ["app1", "app4"]
+    # A batch leaving together: app1 and app4 both in it leave no server up.
+    assert haproxy_up_besides(servers, ["app1"]) == ["app4"]
+    assert haproxy_up_besides(servers, ["app1", "app4"]) == []
+    # Names of other LBs' servers change nothing.
+    assert haproxy_up_besides(servers, ["app9"]) == ["app1", "app4"]
+    assert haproxy_up_besides({}, ["app1"]) == []
+
+
+@pytest.mark.parametrize(("servers", "leaving"), [("app1", []), ({}, "app1"), ({}, None)])
+def test_up_besides_refuses_anything_else(servers, leaving):
+    with pytest.raises(AnsibleFilterError, match="fleet_haproxy_up_besides"):
+        haproxy_up_besides(servers, leaving)
+
+
 def test_registered():
-    assert FilterModule().filters() == {"fleet_haproxy_servers": haproxy_servers}
+    assert FilterModule().filters() == {
+        "fleet_haproxy_servers": haproxy_servers,
+        "fleet_haproxy_up_besides": haproxy_up_besides,
+    }
