@@ -29,8 +29,9 @@ def releases_to_prune(present: Iterable[str], keep: int, protected: Iterable[str
     guarded = {version for version in protected if version}
     if keep < len(guarded):
         raise AnsibleFilterError(
-            f"fleet_releases_to_prune: keeping {keep} releases cannot keep the running and the next one"
-            f" ({', '.join(sorted(guarded, key=_version_key))})"
+            f"fleet_releases_to_prune: keeping {keep} releases cannot keep every protected one"
+            f" ({', '.join(sorted(guarded, key=_version_key))}: the running, the next and any recorded"
+            " rollback target); raise app_releases_keep"
         )
     others = sorted({version for version in present if version not in guarded}, key=_version_key)
     room = keep - len(guarded)

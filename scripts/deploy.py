@@ -157,9 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     proc = subprocess.run(cmd, cwd=ROOT, env=env, check=False)
     shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     if proc.returncode != 0:
+        recorded = current["app_release_version"]
         print(
-            f"[deploy] the rollout to {target} failed (above); {shown} still records "
-            f"{current['app_release_version']}, which every server the run did not switch still runs",
+            f"[deploy] the rollout to {target} failed (above); {shown} still records {recorded}, which "
+            f"every server the run did not switch still runs. A server of a batch that passed may run "
+            f"{target}: `bin/fleet drift --limit app --tags app` shows which, and `bin/fleet deploy "
+            f"{recorded}` puts every server back on {recorded} (not --rollback: that goes to the one before).",
             file=sys.stderr,
         )
         return 1

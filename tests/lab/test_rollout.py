@@ -47,10 +47,12 @@ RELEASES_KEEP = yaml.safe_load((ROOT / "roles" / "app" / "defaults" / "main.yml"
 APPS = ["app1", "app2", "app3", "app4"]
 
 
-def build(version: str, source: Path | None = None) -> None:
+def build(version: str, source: Path | None = None, out: Path | None = None) -> None:
     cmd = [str(ROOT / "scripts" / "build-release.sh"), "--version", version]
     if source is not None:
         cmd += ["--source", str(source)]
+    if out is not None:
+        cmd += ["--out", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, env=ansible_env(), capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
 
@@ -139,7 +141,9 @@ def build_broken(version: str, tmp_path: Path, kind: str) -> None:
             kept = [line for line in text.splitlines(keepends=True) if "gunicorn" not in line]
             assert len(kept) == len(text.splitlines()) - 1, name
             (source / name).write_text("".join(kept))
-    build(version, source)
+    # Beside the test, not in .cache/releases: a later `bin/fleet deploy` of that version
+    # must build the real app, not find this one.
+    build(version, source, out=tmp_path / "releases")
 
 
 # First in the module: the deploy and the rollback after it are the next deploy and
@@ -161,7 +165,10 @@ def test_three_broken_releases_in_a_row_each_stop_at_the_first_batch_and_fail_no
         time.sleep(2)
         for version, kind in kinds.items():
             t0 = time.monotonic()
-            proc = deploy("-e", f"app_release_version={version}", "-e", "app_gate_timeout=5")
+            artifact = tmp_path / "releases" / f"fleet-app-{version}.tar.gz"
+            proc = deploy(
+                "-e", f"app_release_version={version}", "-e", f"app_release_url={artifact}", "-e", "app_gate_timeout=5"
+            )
             out = proc.stdout + proc.stderr
             print(f"broken release {version} ({kind}): {time.monotonic() - t0:.1f} s; {load.summary(t0)}")
             assert proc.returncode != 0, out[-4000:]
@@ -348,8 +355,9 @@ def test_a_drain_that_runs_out_of_time_leaves_the_server_on_its_release_and_serv
     (that would cut them), goes back to the release it runs and back in its LB, and the
     rollout stops naming it; the requests complete."""
     pid = main_pid("app1")
-    with requests_in_flight("lb1", count=4, seconds=24) as statuses:
-        # Round robin: two of the four on app1, two on app2.
+    with requests_in_flight("lb1", count=2, seconds=18) as statuses:
+        # Round robin: one on app1, one on app2, each of their two workers' one (the
+        # other answers lb1's checks and the cell's clients meanwhile).
         assert wait_until(lambda: haproxy_sessions("lb1").get("app1", 0) > 0, timeout=10)
         proc = deploy("-e", f"app_release_version={NEXT}", "-e", "app_drain_timeout=3", "--limit", "app1")
         out = proc.stdout + proc.stderr
@@ -363,51 +371,18 @@ def test_a_drain_that_runs_out_of_time_leaves_the_server_on_its_release_and_serv
         assert main_pid("app1") == pid
         assert versions()["app1"] == CURRENT
         assert haproxy_servers("lb1")["app1"] == "UP"
-        assert statuses() == ["201"] * 4
-
-
-@contextmanager
-def checks_dropped(app: str, lb: str) -> Iterator[None]:
-    """``lb``'s health checks (and requests) to ``app`` dropped by ``app``'s firewall, while
-    the app itself answers: a server that passes its gate on itself and fails its LB's checks."""
-    port = yaml.safe_load((ROOT / "group_vars" / "all" / "fleet.yml").read_text())["fleet_port_app"]
-    rule = f"ip saddr {container_ip(lb)} tcp dport {port} drop comment lab-checks-dropped"
-    lab_exec(app, f"nft insert rule inet fleet input {rule}")
-    try:
-        yield
-    finally:
-        handles = re.findall(r"lab-checks-dropped.*# handle (\d+)", lab_exec(app, "nft -a list chain inet fleet input"))
-        for handle in handles:
-            lab_exec(app, f"nft delete rule inet fleet input handle {handle}")
-        assert wait_until(lambda: haproxy_servers(lb)[app] == "UP", timeout=30)
-
-
-def test_a_server_its_lb_does_not_see_up_stops_the_rollout(releases):
-    """The wait after putting a server back asks for exactly UP: "UP 1/2" is a server failing
-    its checks on its way to DOWN, which the substring "UP" would have taken for done."""
-    with checks_dropped("app1", "lb1"):
-        proc = deploy("-e", f"app_release_version={NEXT}", "-e", "app_lb_up_timeout=4", "--limit", "app1")
-        out = proc.stdout + proc.stderr
-        status = haproxy_servers("lb1")["app1"]
-    message = " ".join(out.split())
-    assert proc.returncode != 0, out[-4000:]
-    assert re.search(r"app1 passed its gate but lb1 did not see it UP within 4 s \(it says (DOWN|UP \d/\d)", message), (
-        out[-4000:]
-    )
-    assert status != "UP", status
-    # Its checks pass again: back on the release it ran, as the next good run leaves it.
-    proc = deploy("--limit", "app1")
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    assert versions()["app1"] == CURRENT
+        assert statuses() == ["201"] * 2
 
 
 def test_a_config_change_that_fails_the_gate_leaves_the_server_out_of_its_lb(releases):
-    """A change of configuration only (no other release to go back to) that breaks readiness:
-    the first batch stays drained, the run stops naming each server and what it answered,
-    the rest serve; the next good run puts them back."""
+    """A change of configuration only (no other release to go back to) that breaks writes: a
+    wrong write password. The server still answers /healthz with 200 ("degraded": reads
+    serve), but writes worked before its restart and not after, so it fails its gate
+    (filter_plugins/fleet_gate.py): the first batch stays drained, the run stops naming
+    each server and what it lost, the rest serve; the next good run puts them back."""
     with Load(**BESIDE_A_RUN) as load:
         time.sleep(2)
-        broken = deploy("-e", "app_db_name=fleet_missing", "-e", "app_gate_timeout=5")
+        broken = deploy("-e", "app_db_write_password=not-the-password", "-e", "app_gate_timeout=5")
         drained_after = {lb: drained_in(lb) for lb in ("lb1", "lb2")}
         states = all_up()
         fixed = deploy()
@@ -418,7 +393,8 @@ def test_a_config_change_that_fails_the_gate_leaves_the_server_out_of_its_lb(rel
     message = " ".join(out.split())
     for first in ("app1", "app3"):
         assert re.search(
-            rf"{first}: release {re.escape(CURRENT)} failed its gate \(GET /healthz answered 503[^)]*\)\. "
+            rf"{first}: release {re.escape(CURRENT)} failed its gate \(GET /healthz within 5 s: "
+            r"answered 200 degraded: write down, which worked before the restart\)\. "
             r"There was no previous release to go back to; it stays out of its LB\.",
             message,
         ), out[-4000:]

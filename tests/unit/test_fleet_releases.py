@@ -31,6 +31,16 @@ def test_a_rollback_keeps_its_target_and_the_running_release():
     assert releases_to_prune(["1.0.0", "1.1.0", "1.2.0", "1.3.0"], 2, ["1.2.0", "1.3.0"]) == ["1.0.0", "1.1.0"]
 
 
+def test_the_recorded_rollback_target_outlives_two_broken_releases():
+    # Deployed 1.2.0 (recorded, 1.1.1 before it), then two broken ones staged: with
+    # 1.1.1 protected (app_releases_protected), the older broken one goes instead,
+    # and `bin/fleet deploy --rollback` still finds 1.1.1 on the server.
+    present = ["1.1.1", "1.2.0", "1.2.1"]
+    assert releases_to_prune(present, 3, ["1.2.2", "1.2.0", "1.1.1"]) == ["1.2.1"]
+    # Without it, the rollback target is the oldest other and goes.
+    assert releases_to_prune(present, 3, ["1.2.2", "1.2.0"]) == ["1.1.1"]
+
+
 def test_versions_are_compared_as_numbers_not_text():
     assert releases_to_prune(["1.0.9", "1.0.10", "1.0.11"], 3, ["1.0.12", "1.0.11"]) == ["1.0.9"]
 
@@ -46,7 +56,7 @@ def test_a_fresh_server_protects_only_the_release_it_is_about_to_run():
 
 
 def test_keep_below_the_protected_releases_is_refused():
-    with pytest.raises(AnsibleFilterError, match="keeping 1 releases cannot keep the running and the next one"):
+    with pytest.raises(AnsibleFilterError, match="keeping 1 releases cannot keep every protected one"):
         releases_to_prune(["1.0.0"], 1, ["1.1.0", "1.0.0"])
 
 

@@ -141,3 +141,14 @@ def test_ssh_from_everyone_is_allowed_only_outside_production(foreign_inventory,
     proc = run(["ansible", "web9", "-i", str(foreign_inventory), *show, "-e", f"fleet_environment={environment}"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"firewall_ssh_open_allowed: {allowed}" in proc.stdout
+
+
+@pytest.mark.parametrize(("previous", "protected"), [(None, " []"), ("", " []"), ("1.1.1", "\n    - 1.1.1")])
+def test_the_recorded_rollback_target_is_protected_from_pruning(foreign_inventory, previous, protected):
+    """The release an inventory records as the one before (what `bin/fleet deploy --rollback`
+    runs, shipping nothing) is among the releases the app role never removes."""
+    show = ["-m", "ansible.builtin.debug", "-a", "var=app_releases_protected"]
+    extra = [] if previous is None else ["-e", json.dumps({"fleet_release_previous": previous})]
+    proc = run(["ansible", "web9", "-i", str(foreign_inventory), *show, *extra])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"app_releases_protected:{protected}\n" in proc.stdout, proc.stdout
