@@ -40,18 +40,34 @@ def haproxy_servers(output: object, backend: str) -> dict[str, dict[str, object]
     return servers
 
 
+# What haproxy_server says of a server the backend does not list (or the LB answered nothing).
+ABSENT: dict[str, object] = {"status": "", "up": False, "sessions": 0}
+
+
+def haproxy_server(output: object, backend: str, name: str) -> dict[str, object]:
+    """One server of ``backend`` as ``haproxy_servers`` gives it; ``ABSENT``'s copy when it
+    is not listed (status "", not up, no sessions)."""
+    return haproxy_servers(output, backend).get(name, dict(ABSENT))
+
+
 def haproxy_up_besides(servers: object, leaving: object) -> list[str]:
-    """The servers of ``servers`` (as ``haproxy_servers`` gives them) that are up and not
-    among ``leaving``: what carries a backend's traffic while those are out, sorted."""
+    """The servers of ``servers`` (as ``haproxy_servers`` gives them) that are exactly UP and
+    not among ``leaving``: what carries a backend's traffic while those are out, sorted.
+    Not one failing its checks ("UP 1/2", on its way down): a batch leaves only while a
+    server that passes them stays."""
     if not isinstance(servers, dict):
         raise AnsibleFilterError(f"fleet_haproxy_up_besides: expected servers, got {type(servers).__name__}")
     if isinstance(leaving, str) or not isinstance(leaving, (list, tuple, set)):
         raise AnsibleFilterError(f"fleet_haproxy_up_besides: expected a list of names, got {type(leaving).__name__}")
-    return sorted(name for name, server in servers.items() if server["up"] and name not in set(leaving))
+    return sorted(name for name, server in servers.items() if server["status"] == "UP" and name not in set(leaving))
 
 
 class FilterModule:
     """fleet's HAProxy filters."""
 
     def filters(self):
-        return {"fleet_haproxy_servers": haproxy_servers, "fleet_haproxy_up_besides": haproxy_up_besides}
+        return {
+            "fleet_haproxy_servers": haproxy_servers,
+            "fleet_haproxy_server": haproxy_server,
+            "fleet_haproxy_up_besides": haproxy_up_besides,
+        }

@@ -1,23 +1,38 @@
 """Faults under load that cost no request once detected: a frozen LB leaves rotation
 at the ELB, a frozen replica makes its cell read from the primary, a frozen primary
-leaves reads serving and makes writes fail fast. Every request is counted; each test
-thaws what it froze and waits until the fleet is whole again."""
+leaves reads serving and makes writes fail fast, those already under way within the
+statement timeout. Every request is counted; each test thaws what it froze and waits
+until the fleet is whole again."""
 
 from __future__ import annotations
 
+import sys
 import time
 import urllib.error
 import urllib.request
 
 import pytest
+import yaml
 
-from tests.lab.conftest import ELB, Load, haproxy_servers, wait_until
+from tests.conftest import ROOT
+from tests.lab.conftest import ELB, Load, haproxy_servers, lab_exec, wait_until
+
+sys.path.insert(0, str(ROOT / "app" / "src"))
+from fleet_app.db import CANCEL_GRACE  # the app's source: it is not installed on the controller
 
 pytestmark = pytest.mark.lab
 
 # The ELB stand-in's detection window (group_vars/elb.yml: a check every 1 s, out
 # after 2 failures, each failing at its 2 s timeout), with the issue's target.
 ELB_WINDOW = 10
+
+# A write already connected when the primary freezes returns within the statement
+# timeout (the server's, which a frozen server cannot apply) and the app's grace after
+# it (its cut), plus the hops between the client and the app (ELB stand-in, nginx, LB).
+STATEMENT_TIMEOUT = float(
+    yaml.safe_load((ROOT / "roles" / "app" / "defaults" / "main.yml").read_text())["app_db_statement_timeout"]
+)
+HOPS = 0.5
 
 
 def elb_states() -> dict[str, str]:
@@ -89,9 +104,29 @@ def test_a_frozen_replica_makes_its_cell_read_from_the_primary(hostvars, freezer
     assert set(haproxy_servers("lb1").values()) == {"UP"}
 
 
+def items_locked() -> bool:
+    """Whether a session holds the lock on the items table that stops every INSERT."""
+    query = (
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+        " WHERE c.relname = 'items' AND l.mode = 'ExclusiveLock' AND l.granted"
+    )
+    return lab_exec("primary", 'runuser -u postgres -- psql -d app -Atc "$1"', args=(query,)).strip() == "1"
+
+
 def test_a_frozen_primary_keeps_reads_serving_and_fails_writes_fast(freezer):
     with Load() as load:
         time.sleep(2)
+        # Writes under way when the primary freezes: a lock on items held for 3 s stops
+        # every INSERT mid-statement (connected, waiting on the server), and the primary
+        # freezes 1 s into it. (Its 3 s are over, by the server's clock, before the thaw.)
+        lab_exec(
+            "primary",
+            "setsid nohup runuser -u postgres -- psql -d app"
+            " -c 'BEGIN; LOCK TABLE items IN EXCLUSIVE MODE; SELECT pg_sleep(3)' >/dev/null 2>&1 &",
+        )
+        assert wait_until(items_locked, timeout=10, interval=0.1)
+        locked = time.monotonic()
+        time.sleep(1)
         freezer.pause("primary")
         frozen = time.monotonic()
         t0 = frozen + 5
@@ -107,7 +142,19 @@ def test_a_frozen_primary_keeps_reads_serving_and_fails_writes_fast(freezer):
     # meets the app's 1.5 s deadline), and before the thaw could answer it.
     writes = load.since(frozen, "write", t1 - 3)
     slowest = max((r[3] for r in writes), default=0.0)
-    print(f"primary frozen: {load.summary(t0, t1)}; {len(writes)} writes answered in at most {slowest:.2f} s")
+    # The writes sent while the lock held them: connected, mid-statement at the freeze.
+    held = load.since(locked, "write", frozen)
+    held_slowest = max((r[3] for r in held), default=0.0)
+    bound = STATEMENT_TIMEOUT + CANCEL_GRACE + HOPS
+    print(
+        f"primary frozen: {load.summary(t0, t1)}; {len(writes)} writes answered in at most {slowest:.2f} s;"
+        f" {len(held)} writes under way at the freeze answered in at most {held_slowest:.2f} s (bound {bound:g} s)"
+    )
+    # Each client thread sends one of every four requests as a write: within the second
+    # the lock is held, each of the four is waiting on one.
+    assert len(held) >= 3, held
+    assert {r[2] for r in held} == {503}, held
+    assert held_slowest <= bound, held
     assert load.failed(t0, "read", t1) == [], load.failed(t0, "read", t1)[:5]
     assert len(load.since(t0, "read", t1)) > 50
     assert writes

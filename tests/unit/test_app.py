@@ -11,6 +11,7 @@ import datetime
 import io
 import json
 import logging
+import os
 import socket
 import sys
 import threading
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "app" / "src"))
 
 from fleet_app import cli
 from fleet_app.app import create_app
-from fleet_app.db import Database, DatabaseDown, Store, dsn_host
+from fleet_app.db import CANCEL_GRACE, Database, DatabaseDown, Store, dsn_host
 from fleet_app.settings import Settings, SettingsError
 
 
@@ -196,7 +197,7 @@ def test_head_has_no_body():
 
 def test_settings_defaults():
     s = Settings.from_env({"APP_DB_WRITE_DSN": "host=a", "APP_DB_READ_DSN": "host=b", "APP_CELL": "c"})
-    assert (s.connect_timeout, s.retry_interval) == (1.5, 5.0)
+    assert (s.connect_timeout, s.retry_interval, s.statement_timeout) == (1.5, 5.0, 3.0)
 
 
 BASE_ENV = {"APP_DB_WRITE_DSN": "host=a", "APP_DB_READ_DSN": "host=b", "APP_CELL": "c"}
@@ -212,11 +213,18 @@ BASE_ENV = {"APP_DB_WRITE_DSN": "host=a", "APP_DB_READ_DSN": "host=b", "APP_CELL
         ("APP_DB_RETRY_INTERVAL", "5", 5.0),
         ("APP_DB_RETRY_INTERVAL", " 300 ", 300.0),
         ("APP_DB_RETRY_INTERVAL", "1e1", 10.0),
+        ("APP_DB_STATEMENT_TIMEOUT", "0.5", 0.5),
+        ("APP_DB_STATEMENT_TIMEOUT", "60", 60.0),
     ],
 )
 def test_settings_take_seconds_with_fractions(name, raw, seconds):
     s = Settings.from_env({**BASE_ENV, name: raw})
-    assert {"APP_DB_CONNECT_TIMEOUT": s.connect_timeout, "APP_DB_RETRY_INTERVAL": s.retry_interval}[name] == seconds
+    taken = {
+        "APP_DB_CONNECT_TIMEOUT": s.connect_timeout,
+        "APP_DB_RETRY_INTERVAL": s.retry_interval,
+        "APP_DB_STATEMENT_TIMEOUT": s.statement_timeout,
+    }
+    assert taken[name] == seconds
 
 
 @pytest.mark.parametrize(
@@ -233,6 +241,8 @@ def test_settings_take_seconds_with_fractions(name, raw, seconds):
         ("APP_DB_RETRY_INTERVAL", "300.5", "APP_DB_RETRY_INTERVAL=300.5 must be more than 0 and at most 300 seconds"),
         ("APP_DB_RETRY_INTERVAL", "nan", "APP_DB_RETRY_INTERVAL=nan must be more than 0"),
         ("APP_DB_RETRY_INTERVAL", "inf", "APP_DB_RETRY_INTERVAL=inf must be more than 0"),
+        ("APP_DB_STATEMENT_TIMEOUT", "0", "APP_DB_STATEMENT_TIMEOUT=0 must be more than 0 and at most 60 seconds"),
+        ("APP_DB_STATEMENT_TIMEOUT", "61", "APP_DB_STATEMENT_TIMEOUT=61 must be more than 0 and at most 60 seconds"),
     ],
 )
 def test_settings_reject_bad_seconds(name, raw, message):
@@ -461,6 +471,7 @@ def test_session_closes_the_connection_and_passes_timeout_and_password():
         "autocommit": True,
         "connect_timeout": 2,
         "application_name": "fleet-app",
+        "options": "-c statement_timeout=3000",
         "password": "pw",
     }
 
@@ -484,6 +495,76 @@ def test_a_query_error_on_a_working_connection_leaves_the_breaker_closed():
     with pytest.raises(psycopg.errors.UniqueViolation), db.session() as conn:
         conn.execute("INSERT")
     assert not db.breaker_open
+
+
+class FrozenConn(FakeConn):
+    """A connection whose server froze mid-statement: a query waits on its socket (one end
+    of a socket pair, the other end silent) and, when the socket is shut down, fails as
+    psycopg does on a connection that is cut (OperationalError, broken)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.sock, self.peer = socket.socketpair()
+        self.sock.settimeout(5)  # the client's own patience: without the cut, a failure not a hang
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def execute(self, sql, params=()):
+        if self.sock.recv(1) == b"":
+            self.broken = True
+            raise psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly")
+        return FakeCursor([])
+
+    def close(self):  # the server's end stays open: a test reads what reached it
+        super().close()
+        self.sock.close()
+
+
+class FrozenServer(Server):
+    def __call__(self, dsn, **kwargs):
+        self.connects += 1
+        self.kwargs = kwargs
+        conn = FrozenConn()
+        self.conns.append(conn)
+        return conn
+
+
+def test_a_statement_on_a_frozen_server_is_cut_after_the_statement_timeout_and_opens_the_breaker():
+    # PostgreSQL's own statement_timeout cannot fire on a frozen server: the app's cut must.
+    server = FrozenServer()
+    db = Database("host=primary user=u", None, 1, 5, statement_timeout=0.2, connector=server)
+    started = time.monotonic()
+    with pytest.raises(DatabaseDown) as caught, db.session() as conn:
+        conn.execute("INSERT")
+    took = time.monotonic() - started
+    assert 0.2 + CANCEL_GRACE - 0.05 < took < 0.2 + CANCEL_GRACE + 0.5, took
+    assert caught.value.reason == f"TimeoutError: no answer from primary within {0.2 + CANCEL_GRACE:g} s"
+    assert db.breaker_open
+    assert server.kwargs["options"] == "-c statement_timeout=200"
+    assert server.conns[0].closed
+    server.conns[0].peer.close()
+
+
+def test_a_session_that_ends_in_time_is_never_cut():
+    server = FrozenServer()
+    db = Database("host=primary user=u", None, 1, 5, statement_timeout=0.05, connector=server)
+    with db.session() as conn:
+        conn.peer.sendall(b"x")  # the server answers at once
+        conn.execute("SELECT 1")
+        kept = socket.socket(fileno=os.dup(conn.fileno()))
+    # Past the deadline, the socket (its descriptor possibly another connection's by now)
+    # was not shut down: the pair still carries data both ways.
+    time.sleep(0.05 + CANCEL_GRACE + 0.3)
+    with kept, conn.peer:
+        kept.sendall(b"y")
+        assert conn.peer.recv(1) == b"y"
+    assert not db.breaker_open
+
+
+def test_statement_timeout_must_be_positive():
+    with pytest.raises(ValueError, match="statement_timeout"):
+        Database("host=a", None, 1, 5, statement_timeout=0)
 
 
 def wait_for(predicate, timeout: float) -> bool:
@@ -716,9 +797,9 @@ def test_a_bug_is_a_500_without_a_stack_trace_for_the_client(caplog):
 
 
 def test_the_app_builds_its_databases_from_the_settings():
-    app = create_app(settings(connect_timeout=4, retry_interval=7.5))
+    app = create_app(settings(connect_timeout=4, retry_interval=7.5, statement_timeout=0.25))
     for db in (app.store.write, app.store.read):
-        assert (db.connect_timeout, db.retry_interval) == (4, 7.5)
+        assert (db.connect_timeout, db.retry_interval, db.statement_timeout) == (4, 7.5, 0.25)
     assert app.retry_after == "8"
 
 

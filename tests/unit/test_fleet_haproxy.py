@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from filter_plugins.fleet_haproxy import FilterModule, haproxy_servers, haproxy_up_besides
+from filter_plugins.fleet_haproxy import FilterModule, haproxy_server, haproxy_servers, haproxy_up_besides
 
 # What HAProxy 2.6 answers, cut to the columns that matter and a few others.
 SHOW_STAT = """# pxname,svname,qcur,qmax,scur,smax,slim,stot,status,weight
@@ -45,13 +45,24 @@ def test_anything_else_is_an_error(output):
 
 def test_the_servers_up_besides_those_leaving():
     servers = haproxy_servers(SHOW_STAT, "app")
-    assert haproxy_up_besides(servers, []) == ["app1", "app4"]
-    # A batch leaving together: app1 and app4 both in it leave no server up.
-    assert haproxy_up_besides(servers, ["app1"]) == ["app4"]
-    assert haproxy_up_besides(servers, ["app1", "app4"]) == []
+    # app4 (UP 1/2) fails its checks: it carries nothing a batch may count on.
+    assert haproxy_up_besides(servers, []) == ["app1"]
+    assert haproxy_up_besides(servers, ["app1"]) == []
+    assert haproxy_up_besides(servers, ["app2", "app4"]) == ["app1"]
     # Names of other LBs' servers change nothing.
-    assert haproxy_up_besides(servers, ["app9"]) == ["app1", "app4"]
+    assert haproxy_up_besides(servers, ["app9"]) == ["app1"]
     assert haproxy_up_besides({}, ["app1"]) == []
+
+
+def test_one_server_or_absent():
+    assert haproxy_server(SHOW_STAT, "app", "app2") == {"status": "DRAIN", "up": False, "sessions": 0}
+    assert haproxy_server(SHOW_STAT, "app", "app1")["sessions"] == 2
+    # Not listed, or no LB yet: no status, not up, nothing in flight.
+    absent = {"status": "", "up": False, "sessions": 0}
+    assert haproxy_server(SHOW_STAT, "app", "app9") == absent
+    assert haproxy_server("", "app", "app1") == absent
+    with pytest.raises(AnsibleFilterError, match="fleet_haproxy_servers"):
+        haproxy_server("Unknown command\n", "app", "app1")
 
 
 @pytest.mark.parametrize(("servers", "leaving"), [("app1", []), ({}, "app1"), ({}, None)])
@@ -63,5 +74,6 @@ def test_up_besides_refuses_anything_else(servers, leaving):
 def test_registered():
     assert FilterModule().filters() == {
         "fleet_haproxy_servers": haproxy_servers,
+        "fleet_haproxy_server": haproxy_server,
         "fleet_haproxy_up_besides": haproxy_up_besides,
     }

@@ -10,6 +10,8 @@ GET  /items    newest items, read from the cell's replica, or from the primary w
 
 A database that failed to connect is not tried again for retry_interval seconds (the breaker
 of db.Database): requests that need it get 503 with Retry-After at once, without a connect.
+A request waits on a database at most statement_timeout + 1 s (db.CANCEL_GRACE) once
+connected, even when the server froze mid-statement.
 """
 
 from __future__ import annotations
@@ -46,9 +48,11 @@ class HttpError(Exception):
 class App:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
+        timing = (settings.connect_timeout, settings.retry_interval)
+        bound = {"statement_timeout": settings.statement_timeout}
         self.store = store or Store(
-            Database(settings.write_dsn, settings.write_password, settings.connect_timeout, settings.retry_interval),
-            Database(settings.read_dsn, settings.read_password, settings.connect_timeout, settings.retry_interval),
+            Database(settings.write_dsn, settings.write_password, *timing, **bound),
+            Database(settings.read_dsn, settings.read_password, *timing, **bound),
         )
         # What a client is told to wait while a database is down: the breaker's interval.
         self.retry_after = str(max(1, math.ceil(settings.retry_interval)))

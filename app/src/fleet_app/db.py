@@ -4,11 +4,18 @@ Each side is a ``Database`` with a circuit breaker: after a failed connect it is
 down for ``retry_interval`` seconds, and everything that needs it fails at once
 with ``DatabaseDown`` instead of waiting for another connect timeout. After the
 interval one attempt goes through; when it succeeds the breaker closes again.
+
+A session is bounded too: the server cancels a statement that runs longer than
+``statement_timeout``, and a server that cannot (frozen, or its host gone while its
+kernel still acknowledges) has the connection cut by the app ``CANCEL_GRACE``
+seconds later, which opens the breaker like a failed connect.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +24,10 @@ from typing import Any
 
 import psycopg
 from psycopg import conninfo, errors
+
+# How long after the statement timeout the app stops waiting for the server's own cancel
+# and cuts the connection: the cancel arrives at once from a server that works.
+CANCEL_GRACE = 1.0
 
 # Any fixed number shared by every app server: serialises schema creation.
 SCHEMA_LOCK = 0x466C6565
@@ -69,6 +80,7 @@ class Database:
         connect_timeout: float,
         retry_interval: float = 5.0,
         *,
+        statement_timeout: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
         connector: Callable[..., psycopg.Connection] = psycopg.connect,
     ) -> None:
@@ -76,10 +88,13 @@ class Database:
             raise ValueError("retry_interval must be more than 0")
         if connect_timeout <= 0:
             raise ValueError("connect_timeout must be more than 0")
+        if statement_timeout <= 0:
+            raise ValueError("statement_timeout must be more than 0")
         self.dsn = dsn
         self.password = password
         self.connect_timeout = connect_timeout
         self.retry_interval = retry_interval
+        self.statement_timeout = statement_timeout
         self.clock = clock
         self.connector = connector
         self._lock = threading.Lock()
@@ -136,6 +151,8 @@ class Database:
         kwargs: dict[str, Any] = {
             "connect_timeout": max(2, math.ceil(self.connect_timeout)),
             "application_name": "fleet-app",
+            # The server cancels a statement that runs too long (a lock wait, a slow plan).
+            "options": f"-c statement_timeout={math.ceil(self.statement_timeout * 1000)}",
         }
         if self.password is not None:
             kwargs["password"] = self.password
@@ -183,14 +200,25 @@ class Database:
     def session(self) -> Iterator[psycopg.Connection]:
         """``with db.session() as conn``: a connection, closed afterwards.
 
-        Raises DatabaseDown when the database is down. A connection that breaks
-        while in use (the server went away) opens the breaker too.
+        Raises DatabaseDown when the database is down, or when the session outlived
+        ``statement_timeout`` + ``CANCEL_GRACE`` and its connection was cut. A connection
+        that breaks while in use (the server went away) opens the breaker too.
         """
         conn = self.connect()
+        deadline = self.statement_timeout + CANCEL_GRACE
+        watchdog = Watchdog(conn, deadline)
         try:
             with conn:
-                yield conn
+                try:
+                    yield conn
+                finally:
+                    # Before the connection is closed: its descriptor may be reused after.
+                    watchdog.stop()
         except psycopg.OperationalError as exc:
+            if watchdog.fired:
+                error = TimeoutError(f"no answer from {self.host} within {deadline:g} s")
+                self._failed(error)
+                raise DatabaseDown(self.host, self._last_error, self.retry_interval) from exc
             if getattr(conn, "broken", False):
                 self._failed(exc)
             raise
@@ -210,6 +238,44 @@ class Database:
         result["breaker_open"] = self.breaker_open
         result["ms"] = round((self.clock() - started) * 1000, 1)
         return result
+
+
+class Watchdog:
+    """Cuts a connection (shuts its socket down) that is still in use ``seconds`` from now.
+
+    statement_timeout is the server's: a frozen server never sends its cancel, and its
+    kernel keeps acknowledging, so without this a query waits as long as the client
+    does. The cut wakes the waiting read at once and the connection reports itself
+    broken. ``stop()`` before the connection closes: a cut never reaches a descriptor
+    that another connection has since been given.
+    """
+
+    def __init__(self, conn: Any, seconds: float) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._live = True
+        self.fired = False
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _cut(self) -> None:
+        with self._lock:
+            if not self._live:
+                return
+            self.fired = True
+            try:
+                # A duplicate of the descriptor: shutting it down ends the connection's
+                # socket for both, closing it closes only the duplicate.
+                with socket.socket(fileno=os.dup(self._conn.fileno())) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed or never connected: nothing left to cut
+                pass
+
+    def stop(self) -> None:
+        with self._lock:
+            self._live = False
+        self._timer.cancel()
 
 
 class Store:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 # Longest APP_DB_RETRY_INTERVAL: a database that is back must not wait longer to be used.
 MAX_RETRY_INTERVAL = 300
 MAX_CONNECT_TIMEOUT = 60
+MAX_STATEMENT_TIMEOUT = 60
 
 
 def _seconds(env: Mapping[str, str], name: str, default: str, maximum: float) -> float:
@@ -39,6 +40,7 @@ class Settings:
     read_password: str | None = None
     connect_timeout: float = 1.5
     retry_interval: float = 5.0
+    statement_timeout: float = 3.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -48,6 +50,7 @@ class Settings:
             raise SettingsError(f"fleet-app needs the environment variables {', '.join(missing)}")
         timeout = _seconds(env, "APP_DB_CONNECT_TIMEOUT", "1.5", MAX_CONNECT_TIMEOUT)
         interval = _seconds(env, "APP_DB_RETRY_INTERVAL", "5", MAX_RETRY_INTERVAL)
+        statement = _seconds(env, "APP_DB_STATEMENT_TIMEOUT", "3", MAX_STATEMENT_TIMEOUT)
         return cls(
             write_dsn=env["APP_DB_WRITE_DSN"],
             read_dsn=env["APP_DB_READ_DSN"],
@@ -57,4 +60,5 @@ class Settings:
             read_password=env.get("APP_DB_READ_PASSWORD") or None,
             connect_timeout=timeout,
             retry_interval=interval,
+            statement_timeout=statement,
         )
