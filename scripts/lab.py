@@ -418,8 +418,8 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument(
         "--engine",
         choices=["mitogen", "ansible"],
-        default=os.environ.get("FLEET_ENGINE", "ansible"),
-        help="ansible (the stock strategy, default) or mitogen (faster); $FLEET_ENGINE sets the default",
+        default=os.environ.get("FLEET_ENGINE", "mitogen"),
+        help="mitogen (default, faster) or ansible (the stock strategy); $FLEET_ENGINE sets the default",
     )
     up.add_argument("ansible_args", nargs=argparse.REMAINDER, help="passed to ansible-playbook after --")
     sub.add_parser("down", help="remove everything the lab made")

@@ -28,9 +28,9 @@ def lab(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_up_on_a_running_lab_converges_with_no_change():
-    # The lab was built with the stock strategy; this second run uses Mitogen's (half
-    # the time), so both engines converge the whole site, and to the same state. It
-    # runs with -vvv and --diff: even then no secret reaches its log.
+    # The lab was built with Mitogen's strategy, as this second run is (the stock
+    # strategy checks it in test_runner.py, as AWX runs it). It runs with -vvv and
+    # --diff: even then no secret reaches its log.
     proc = lab("up", "--engine", "mitogen", "--", "-vvv", "--diff")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "new: none (all existed)" in proc.stdout
