@@ -1,14 +1,16 @@
 """Whether an app server that was restarted passes its gate (roles/app/tasks/restart.yml).
 
 The rule: the server answers its readiness path (/healthz) with 200 and the release
-it should run, and every database path (write, read) that worked on it before the
-restart works after it. A path the change broke (a wrong write password: /healthz
-still answers 200 "degraded", reads serving) fails the gate, so the change stops at
-the first server instead of rolling through the fleet. A path that was already down
-before the restart (its cell's replica down, which every server of the cell shares)
-is no reason to fail: the change did not cause it, and refusing would block every
-deploy while a replica is down. A server with nothing to compare (not running
-before: a fresh host) passes with any 200 answer.
+it should run, and every database path (write, read) that works for its cell works
+on it: each path that worked on it before the restart, or that works now on a peer
+of its cell serving in its LB. A path the change broke (a wrong write password:
+/healthz still answers 200 "degraded", reads serving) fails the gate, so the change
+stops at the first server instead of rolling through the fleet; it fails it too when
+the server had nothing to compare (not running before, or already running the bad
+change after an earlier run stopped: its peers still write). A path down for the
+whole cell (its replica down: down before the restart and on every peer) is no
+reason to fail: the change did not cause it, and refusing would block every deploy
+while a replica is down.
 """
 
 from __future__ import annotations
@@ -30,14 +32,19 @@ def _working(health: object) -> set[str]:
     return {path for path in PATHS if isinstance(checks.get(path), Mapping) and checks[path].get("ok") is True}
 
 
-def app_gate_problems(answer: object, version: object, before: object = None) -> list[str]:
+def app_gate_problems(answer: object, version: object, before: object = None, peers: object = None) -> list[str]:
     """Why ``answer`` (a registered ``uri`` result of /healthz after the restart) fails
     the gate for release ``version``, given ``before`` (the /healthz body the server
-    answered before its restart, or nothing); [] when it passes."""
+    answered before its restart, or nothing) and ``peers`` ({server: its /healthz body}
+    of the cell's other servers serving in its LB, or nothing); [] when it passes."""
     if not isinstance(answer, Mapping):
         raise AnsibleFilterError(f"fleet_app_gate_problems: expected a uri result, got {type(answer).__name__}")
     if not isinstance(version, str) or not version:
         raise AnsibleFilterError("fleet_app_gate_problems: expected the release version")
+    if peers is None:
+        peers = {}
+    if not isinstance(peers, Mapping):
+        raise AnsibleFilterError(f"fleet_app_gate_problems: expected peers by name, got {type(peers).__name__}")
     status = answer.get("status", 0)
     body = answer.get("json")
     state = body.get("status", "") if isinstance(body, Mapping) else ""
@@ -48,8 +55,17 @@ def app_gate_problems(answer: object, version: object, before: object = None) ->
     running = body.get("version") if isinstance(body, Mapping) else None
     if running != version:
         return [f"answered 200 from release {running or 'unknown'}, not {version}"]
-    lost = sorted(_working(before) - _working(body), key=PATHS.index)
-    return [f"answered 200 {state}: {path} down, which worked before the restart" for path in lost]
+    working = _working(body)
+    problems = []
+    for path in PATHS:
+        if path in working:
+            continue
+        where = sorted(str(name) for name, peer in peers.items() if path in _working(peer))
+        if path in _working(before):
+            problems.append(f"answered 200 {state}: {path} down, which worked before the restart")
+        elif where:
+            problems.append(f"answered 200 {state}: {path} down, which works on {', '.join(where)}")
+    return problems
 
 
 class FilterModule:

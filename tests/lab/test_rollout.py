@@ -418,12 +418,17 @@ def test_a_config_change_that_fails_the_gate_leaves_the_server_out_of_its_lb(rel
     wrong write password. The server still answers /healthz with 200 ("degraded": reads
     serve), but writes worked before its restart and not after, so it fails its gate
     (filter_plugins/fleet_gate.py): the first batch stays drained, the run stops naming
-    each server and what it lost, the rest serve; the next good run puts them back."""
+    each server and what it lost, the rest serve. The same change run again finds them
+    owing their restart, already on the bad password (no write before it): their peers
+    write, so they fail again and stay out. The next good run puts them back."""
+    bad = ("-e", "app_db_write_password=not-the-password", "-e", "app_gate_timeout=5")
     with Load(**BESIDE_A_RUN) as load:
         time.sleep(2)
-        broken = deploy("-e", "app_db_write_password=not-the-password", "-e", "app_gate_timeout=5")
+        broken = deploy(*bad)
         drained_after = {lb: drained_in(lb) for lb in ("lb1", "lb2")}
         states = all_up()
+        again = deploy(*bad)
+        drained_again = {lb: drained_in(lb) for lb in ("lb1", "lb2")}
         fixed = deploy()
         time.sleep(2)
     out = broken.stdout + broken.stderr
@@ -441,6 +446,17 @@ def test_a_config_change_that_fails_the_gate_leaves_the_server_out_of_its_lb(rel
     # Out of their LBs (drained: whatever their health checks say), the others UP.
     assert drained_after == {"lb1": ["app1"], "lb2": ["app3"]}, drained_after
     assert (states["lb1"]["app2"], states["lb2"]["app4"]) == ("UP", "UP"), states
+    again_out = again.stdout + again.stderr
+    assert again.returncode != 0, again_out[-4000:]
+    message = " ".join(again_out.split())
+    assert "app : resume | Restart the server an earlier run left unfinished" in again_out, again_out[-4000:]
+    for first, peer in (("app1", "app2"), ("app3", "app4")):
+        assert re.search(
+            rf"{first}: release {re.escape(CURRENT)} failed its gate \(GET /healthz within 5 s: "
+            rf"answered 200 degraded: write down, which works on {peer}\)\.",
+            message,
+        ), again_out[-4000:]
+    assert drained_again == drained_after, drained_again
     # The next good run changes them first (refused before: their peers would have been
     # the last UP servers) and puts them back.
     assert fixed.returncode == 0, (fixed.stdout + fixed.stderr)[-4000:]

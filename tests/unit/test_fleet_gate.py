@@ -45,9 +45,34 @@ def test_a_path_already_down_before_the_restart_does_not_fail_it():
 
 
 def test_with_nothing_to_compare_any_ready_answer_passes():
-    # A fresh server (not running before the restart): nothing it had can be lost.
+    # A fresh server and no peer serving (a fresh fleet): nothing to compare with.
     for before in (None, "", {"status": "fail"}):
         assert app_gate_problems(answer(health("degraded", write=False)), "1.2.0", before) == []
+        assert app_gate_problems(answer(health("degraded", write=False)), "1.2.0", before, {}) == []
+
+
+def test_a_path_a_peer_of_the_cell_has_fails_though_the_server_never_had_it():
+    # The same wrong write password run again: the server already ran it before this
+    # restart (write down before), but app2 writes.
+    before, after = health("degraded", write=False), answer(health("degraded", write=False))
+    peers = {"app2": health(), "app9": health("degraded", write=False)}
+    lost = ["answered 200 degraded: write down, which works on app2"]
+    assert app_gate_problems(after, "1.2.0", before, peers) == lost
+    # A fresh server (nothing before) is held to its peers too.
+    assert app_gate_problems(after, "1.2.0", None, peers) == lost
+
+
+def test_a_path_down_on_the_server_before_and_on_every_peer_does_not_fail_it():
+    # The cell's replica down: down before the restart and on each peer of the cell.
+    after = answer(health("degraded", read=False))
+    peers = {"app2": health("degraded", read=False)}
+    assert app_gate_problems(after, "1.2.0", health("degraded", read=False), peers) == []
+    assert app_gate_problems(after, "1.2.0", None, peers) == []
+
+
+def test_peers_must_be_by_name():
+    with pytest.raises(AnsibleFilterError, match="expected peers by name"):
+        app_gate_problems(answer(health()), "1.2.0", None, [health()])
 
 
 @pytest.mark.parametrize(
