@@ -281,10 +281,9 @@ def rollout(hosts: Iterable[str], groups: Mapping, per_cell: object, up: Mapping
     servers are out of its LB at once. ``up`` maps app servers to whether their LB
     reports them UP (servers it does not know are left out): a batch that would leave
     a cell's LB with no UP server outside it is refused, naming the cell and servers.
-    In each cell the servers the LB does not report UP come first, and a server of an
-    earlier batch counts as UP (so a server a failed run left out of its LB, changed
-    first, lets its peer follow): it is back in its LB when the next batch starts, or
-    the rollout stopped at it.
+    A server of an earlier batch counts as UP (so a server a failed run left out of its
+    LB, changed first, lets its peer follow): it is back in its LB when the next batch
+    starts, or the rollout stopped at it.
 
     Returns ``{order: [host, ...], batches: [size, ...], cells: {cell: [host, ...]}}``:
     ``order`` for a group the rollout play runs on, ``batches`` for its ``serial``.
@@ -314,11 +313,6 @@ def rollout(hosts: Iterable[str], groups: Mapping, per_cell: object, up: Mapping
             )
     if problems:
         raise _fail(problems)
-    # In each cell the servers its LB does not report UP go first (left out by an earlier
-    # run, or down): changed and back, they let the UP ones follow.
-    if up is not None:
-        for cell, cell_hosts in by_cell.items():
-            by_cell[cell] = sorted(cell_hosts, key=lambda h: up.get(h) is not False)
 
     order: list[str] = []
     batches: list[int] = []

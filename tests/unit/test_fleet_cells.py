@@ -277,15 +277,6 @@ def test_rollout_counts_a_server_of_an_earlier_batch_as_up_again():
     assert plan["batches"] == [2, 2]
 
 
-def test_rollout_changes_the_servers_out_of_their_lb_first():
-    # A failed run left app2 and app4 drained (the second batch): the next run changes
-    # them first, though they come second in name order, and app1 and app3 follow.
-    up = {"app1": True, "app2": False, "app3": True, "app4": False}
-    plan = rollout(["app1", "app2", "app3", "app4"], TWO_CELLS, 1, up)
-    assert plan["order"] == ["app2", "app4", "app1", "app3"]
-    assert plan["batches"] == [2, 2]
-
-
 @pytest.mark.parametrize(
     ("per_cell", "message"),
     [
