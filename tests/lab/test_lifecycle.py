@@ -27,17 +27,20 @@ def lab(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_up_on_a_running_lab_converges_with_no_change():
+def test_up_on_a_running_lab_converges_with_no_change(one_of_each_tier):
     # The lab was built with Mitogen's strategy, as this second run is (the stock
     # strategy checks it in test_runner.py, as AWX runs it). It runs with -vvv and
-    # --diff: even then no secret reaches its log.
-    proc = lab("up", "--engine", "mitogen", "--", "-vvv", "--diff")
+    # --diff: even then no secret reaches its log. On one host of each tier and the
+    # hosts every cell shares: every task of site.yml, each as its tier's other hosts
+    # run it, in 40 s against 84 s for all fourteen (issue 27); the drift test checks
+    # all fourteen, in check mode.
+    proc = lab("up", "--engine", "mitogen", "--", "-vvv", "--diff", "--limit", ",".join(one_of_each_tier))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "new: none (all existed)" in proc.stdout
     assert "converge with playbooks/site.yml (engine mitogen): done" in proc.stdout
     summary = re.search(r"converge: (\d+) hosts, changed=(\d+)", proc.stdout)
     assert summary, proc.stdout
-    assert int(summary[1]) == 14, proc.stdout  # 13 fleet hosts + the ELB stand-in
+    assert int(summary[1]) == len(one_of_each_tier) == 6, proc.stdout
     log_file = ROOT / ".cache" / "lab" / "converge.log"
     log = log_file.read_text()
     assert int(summary[2]) == 0, log[-6000:]
@@ -46,7 +49,7 @@ def test_up_on_a_running_lab_converges_with_no_change():
     # The work of a no-op run, held to its recorded ceiling: a change that adds tasks
     # per host (or loops over the fleet) shows here, whatever the machine's speed.
     ceiling = yaml.safe_load((ROOT / "bench" / "ceilings.yml").read_text())["noop_site_host_tasks"]
-    assert ceiling["cells"] == 2
+    assert ceiling["hosts"] == len(one_of_each_tier)
     assert host_tasks(log) <= ceiling["ceiling"], f"{host_tasks(log)} host-tasks, ceiling {ceiling['ceiling']}"
 
 

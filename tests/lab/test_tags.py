@@ -40,8 +40,8 @@ from pathlib import Path
 
 import pytest
 
-from filter_plugins.fleet_cells import ROLE_GROUPS
 from tests.conftest import ROOT, ansible_env
+from tests.lab.conftest import tier_of
 
 pytestmark = pytest.mark.lab
 
@@ -174,26 +174,11 @@ def hosts_running_each_tag(limit: str) -> dict[str, list[str]]:
     return {tag: sorted(hosts) for tag, hosts in running.items()}
 
 
-def test_each_documented_tag_alone_checks_clean_on_the_converged_lab(groups):
+def test_each_documented_tag_alone_checks_clean_on_the_converged_lab(groups, one_of_each_tier):
     in_site = site_tags()
     tags = sorted(documented_tags(in_site) & in_site)
     assert len(tags) >= 25, tags  # the READMEs list about thirty
-    cells = sorted(g for g in groups if g.startswith("cell_"))
-    in_cells = set().union(*(groups[c] for c in cells))
-    shared = sorted(set().union(*groups.values()) - in_cells)  # the primary, the ELB stand-in
-
-    def tier(host: str) -> str:
-        """The primary and the replicas are one tier (db); a host of no other group is its own."""
-        in_db = host in groups.get("db", [])
-        return "db" if in_db else next((g for g in ROLE_GROUPS if host in groups.get(g, [])), host)
-
-    # One host of each tier (web, lb, app, replica) of the first cell.
-    first_of_tier: dict[str, str] = {}
-    for host in sorted(groups[cells[0]]):
-        first_of_tier.setdefault(tier(host), host)
-    one_each = sorted(first_of_tier.values())
-    assert len(one_each) == 4, one_each
-    six = [*one_each, *shared]
+    six = one_of_each_tier
     running = hosts_running_each_tag(":".join(six))
     # The base and firewall roles run everywhere but on the ELB stand-in (base) or on all six.
     assert set(running["firewall"]) == set(six), running["firewall"]
@@ -202,7 +187,7 @@ def test_each_documented_tag_alone_checks_clean_on_the_converged_lab(groups):
     # A documented tag that selects no task here would be a run with nothing to check.
     assert set(tags) - set(running) == set(), "tags that select no task on the lab"
     running = {tag: running[tag] for tag in tags}
-    chosen = one_host_of_everywhere_roles(running, {host: tier(host) for host in six})
+    chosen = one_host_of_everywhere_roles(running, {host: tier_of(groups, host) for host in six})
     # Each tag once: one of base's or firewall's on one host, and between them on all six;
     # postgresql's on the primary and the replica together.
     everywhere = [tag for tag in tags if tag.startswith(("base", "firewall"))]

@@ -202,23 +202,21 @@ def test_release_was_installed_from_its_own_wheels(host):
 
 
 def test_rollback_with_one_variable(host, http):
-    """Deploy NEXT, roll back to the previous release with app_rollback, then return to VERSION."""
+    """Deploy NEXT, then roll back to the previous release (VERSION, as converge.yml says)
+    with app_rollback, keeping two releases (the fewest there are): the one it runs and
+    NEXT, the only other, stay (pruning: tests/lab/test_rollout.py)."""
     converge("-e", f"app_release_version={NEXT}")
     assert host.file(f"{ROOT}/current").linked_to == f"{ROOT}/releases/{NEXT}"
     assert http(host, "GET", "/")[1]["version"] == NEXT
 
-    out = converge("-e", f"app_release_version={NEXT}", "-e", "app_rollback=true")
+    rollback = ("-e", f"app_release_version={NEXT}", "-e", "app_rollback=true", "-e", '{"app_releases_keep": 2}')
+    out = converge(*rollback)
     assert host.file(f"{ROOT}/current").linked_to == f"{ROOT}/releases/{VERSION}"
     assert http(host, "GET", "/")[1]["version"] == VERSION
     assert re.search(r"app-app1\s+: ok=\d+\s+changed=[1-9]", out), out[-3000:]
     # Both releases stay on the host; rolling back again changes nothing.
     assert host.file(f"{ROOT}/releases/{NEXT}/INSTALLED").exists
-    again = converge("-e", f"app_release_version={NEXT}", "-e", "app_rollback=true")
+    again = converge(*rollback)
     assert re.search(r"app-app1\s+: ok=\d+\s+changed=0 ", again), again[-3000:]
-
-    # Back to VERSION, as converge.yml says, keeping two releases (the fewest there are):
-    # the one it runs and NEXT, the only other, stay (pruning: tests/lab/test_rollout.py).
-    converge("-e", '{"app_releases_keep": 2}')
-    assert host.file(f"{ROOT}/current").linked_to == f"{ROOT}/releases/{VERSION}"
     assert host.file(f"{ROOT}/releases/{NEXT}/INSTALLED").exists
     assert http(host, "GET", "/healthz")[0] == 200

@@ -202,8 +202,9 @@ def test_read_only_user_cannot_write(app_psql, table):
 # On db-replica1, its global/pg_control made unreadable, a converge must stop naming
 # the host and the file and leave the data directory as it was: unreadable (mode
 # 000) in a normal run, garbage (a CRC mismatch, which pg_controldata only warns
-# about) in --check, as a drift run does. The control: a standby of another cluster,
-# whose control file reads fine, is cloned again. Before the re-converge tests
+# about) in --check, as a drift run does. The control (a standby of another cluster,
+# whose control file reads fine, is cloned again) is the last test of the file: it
+# gives cell b its replica back after the promotion. Before the re-converge tests
 # (file order is run order): the cluster runs converge.yml's own settings.
 
 GUARDED = "db-replica1"
@@ -289,31 +290,16 @@ def test_corrupt_control_file_stops_a_check_run_too(marked):
             sh(GUARDED, f"cp -p /root/pg_control.good {CONTROL_FILE}")
 
 
-def test_standby_of_another_cluster_is_cloned_again():
-    """A readable control file with another system identifier (a fresh initdb with standby.signal) is replaced."""
-    service = "postgresql@15-main"
-    on_guarded(
-        f"systemctl stop {service} && rm -rf {DATA_DIR}"
-        f" && runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb --auth=peer -D {DATA_DIR} >/dev/null"
-        f" && runuser -u postgres -- touch {DATA_DIR}/standby.signal {MARKER} && systemctl start {service}"
-    )
-    assert system_identifier(GUARDED) != system_identifier(PRIMARY)
-    proc, _ = converge()
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    assert system_identifier(GUARDED) == system_identifier(PRIMARY), proc.stdout[-4000:]
-    assert sh(GUARDED, f"test -e {MARKER}").returncode == 1, "the other cluster's files are still there"
-    on_guarded(f"test -e {DATA_DIR}/standby.signal")
-    streaming = wait_for(lambda: sql(PRIMARY, "SELECT count(*) FROM pg_stat_replication") == "2", 30)
-    assert streaming is not None, "the re-cloned replica does not stream"
-
-
 # --- A restart-only change: one server at a time, the replicas first, the primary last ---
 #
 # shared_buffers needs a restart. The restarts are driven from one host: each server
 # restarted must accept connections (a replica: stream again) before the next one
-# goes down. Restored at once: the re-converge tests below expect converge.yml's settings.
+# goes down. Not put back after: every converge after this test carries the same
+# change (RESTART_CHANGE), so a restore (one more rolling restart, about 30 s) is not
+# needed for the re-converge tests below to change only what they mean to.
 
 DB_NODES = (*REPLICAS, PRIMARY)  # the order of the restarts
+RESTART_CHANGE = {"postgresql_shared_buffers_mb": 192}
 
 
 def postmaster_started() -> dict[str, float]:
@@ -332,31 +318,24 @@ def restart_steps(output: str) -> list[tuple[str, str, str]]:
 
 def test_restart_only_change_restarts_one_server_at_a_time_primary_last():
     before = postmaster_started()
-    proc, seconds = converge({"postgresql_shared_buffers_mb": 192})
-    try:
-        record("rolling_restart_converge_s", round(seconds, 1))
-        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-        after = postmaster_started()
-        # Seconds from the first replica's start to each server's.
-        record("rolling_restart_started_s", {n: round(after[n] - after[DB_NODES[0]], 2) for n in DB_NODES})
-        assert all(after[n] > before[n] for n in DB_NODES), (before, after)  # each one restarted
-        # replica1, then replica2, then the primary: each strictly after the one before.
-        assert all(after[a] < after[b] for a, b in itertools.pairwise(DB_NODES)), after
-        # Each server read, restarted and waited for (a replica: streaming) before the next one.
-        assert restart_steps(proc.stdout) == [
-            step for n in DB_NODES for step in (("Read", n, "ok"), ("Restart", n, "changed"), ("Wait", n, "ok"))
-        ], proc.stdout[-6000:]
-        for node in DB_NODES:
-            assert sql(node, "SHOW shared_buffers") == "192MB", node
-    finally:
-        # Only the tags that render and apply the settings: the restore is not under test.
-        restore, _ = converge(None, "--tags", "postgresql_preflight,postgresql_install,postgresql_configure")
-    assert restore.returncode == 0, restore.stdout[-4000:]
+    proc, seconds = converge(RESTART_CHANGE)
+    record("rolling_restart_converge_s", round(seconds, 1))
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    after = postmaster_started()
+    # Seconds from the first replica's start to each server's.
+    record("rolling_restart_started_s", {n: round(after[n] - after[DB_NODES[0]], 2) for n in DB_NODES})
+    assert all(after[n] > before[n] for n in DB_NODES), (before, after)  # each one restarted
+    # replica1, then replica2, then the primary: each strictly after the one before.
+    assert all(after[a] < after[b] for a, b in itertools.pairwise(DB_NODES)), after
+    # Each server read, restarted and waited for (a replica: streaming) before the next one.
+    assert restart_steps(proc.stdout) == [
+        step for n in DB_NODES for step in (("Read", n, "ok"), ("Restart", n, "changed"), ("Wait", n, "ok"))
+    ], proc.stdout[-6000:]
     for node in DB_NODES:
-        assert sql(node, "SHOW shared_buffers") == "256MB", node
+        assert sql(node, "SHOW shared_buffers") == "192MB", node
     for node in REPLICAS:
         streaming = wait_for(lambda n=node: sql(n, "SELECT status FROM pg_stat_wal_receiver") == "streaming", 30)
-        assert streaming is not None, f"{node} does not stream after the restore"
+        assert streaming is not None, f"{node} does not stream after its restart"
 
 
 # --- Re-converge with a reload-only change while an app writes -----------------
@@ -412,15 +391,15 @@ def reconverge_under_load(app_psql, fleet_ports):
     )
     try:
         time.sleep(2)
-        proc, seconds = converge({"postgresql_settings": {"log_min_duration_statement": 250}})
+        proc, seconds = converge({**RESTART_CHANGE, "postgresql_settings": {"log_min_duration_statement": 250}})
         time.sleep(2)
     finally:
         sh(APP, "touch /tmp/fleet-writer-stop")
         acknowledged = [int(line) for line in writer.communicate(timeout=60)[0].split()]
     after = {node: replica_identity(node) for node in (PRIMARY, *REPLICAS)}
     record("reload_converge_under_load_s", round(seconds, 1))
-    # No converge back to converge.yml's settings after the tests: the promoted
-    # replica's fixture, which needs this one, ends with that converge (issue 27).
+    # No converge back to converge.yml's settings after the tests: the ones after it
+    # carry the same (issue 27).
     return {
         "proc": proc,
         "acknowledged": acknowledged,
@@ -481,21 +460,9 @@ def promoted_replica(reconverge_under_load):
     node = "db-replica2"
     sql(node, "SELECT pg_promote(wait => true)")
     before = replica_identity(node)
-    proc, _ = converge()
+    proc, _ = converge(RESTART_CHANGE)
     after = replica_identity(node)
-    yield {"proc": proc, "before": before, "after": after, "databases": sql(node, "SELECT datname FROM pg_database")}
-    # Give cell b its replica back: a fresh, empty cluster in place of the promoted one
-    # is what the role does clone (the promoted data stays aside in main.promoted).
-    reset = sh(
-        node,
-        f"systemctl stop postgresql@15-main && mv {DATA_DIR} {DATA_DIR}.promoted"
-        f" && runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb -D {DATA_DIR} >/dev/null"
-        " && systemctl start postgresql@15-main",
-    )
-    assert reset.returncode == 0, reset.stderr
-    restore, _ = converge()
-    assert restore.returncode == 0, restore.stdout[-4000:]
-    assert sql(node, "SELECT status FROM pg_stat_wal_receiver") == "streaming"
+    return {"proc": proc, "before": before, "after": after, "databases": sql(node, "SELECT datname FROM pg_database")}
 
 
 def test_promoted_replica_with_data_is_not_wiped(promoted_replica):
@@ -509,3 +476,30 @@ def test_promoted_replica_with_data_is_not_wiped(promoted_replica):
     assert after["marker"] == "db-replica2-not-recloned"
     assert "app" in promoted_replica["databases"].split()
     assert sh("db-replica2", f"test -e {DATA_DIR}/standby.signal").returncode != 0
+
+
+# --- The clone guard's control, last: a standby of another cluster is cloned again ---
+
+
+def test_standby_of_another_cluster_is_cloned_again(promoted_replica):
+    """A readable control file with another system identifier (a fresh initdb with
+    standby.signal, in place of the promoted cluster, which an operator moved aside) is
+    replaced by a clone of the primary: cell b has its replica back."""
+    node, service, marker = "db-replica2", "postgresql@15-main", f"{DATA_DIR}/fleet-other-cluster-marker"
+    reset = sh(
+        node,
+        f"systemctl stop {service} && mv {DATA_DIR} {DATA_DIR}.promoted"
+        f" && runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb --auth=peer -D {DATA_DIR} >/dev/null"
+        f" && runuser -u postgres -- touch {DATA_DIR}/standby.signal {marker} && systemctl start {service}",
+    )
+    assert reset.returncode == 0, reset.stderr
+    assert system_identifier(node) != system_identifier(PRIMARY)
+    proc, _ = converge(RESTART_CHANGE)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert system_identifier(node) == system_identifier(PRIMARY), proc.stdout[-4000:]
+    assert sh(node, f"test -e {marker}").returncode == 1, "the other cluster's files are still there"
+    assert sh(node, f"test -e {DATA_DIR}/standby.signal").returncode == 0
+    streaming = wait_for(lambda: sql(node, "SELECT status FROM pg_stat_wal_receiver") == "streaming", 30)
+    assert streaming is not None, "the re-cloned replica does not stream"
+    # What the operator moved aside is left alone.
+    assert sh(node, f"test -s {DATA_DIR}.promoted/PG_VERSION").returncode == 0
