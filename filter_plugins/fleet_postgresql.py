@@ -127,6 +127,41 @@ def tuning_problem(settings: object, memory_mb: int) -> str:
     return ""
 
 
+# pg_controldata's "Database cluster state" of a cluster that is not in recovery: a
+# primary running, stopping, stopped or recovering from its own crash. A standby
+# shows "in archive recovery" running and "shut down in recovery" stopped.
+_OUT_OF_RECOVERY = frozenset({"in production", "shutting down", "shut down", "in crash recovery"})
+
+
+def control_state(controldata: object) -> dict[str, str]:
+    """The system identifier and cluster state pg_controldata printed (LC_ALL=C), or {}
+    when it printed neither (no cluster, no binary, an unreadable control file)."""
+    text = controldata if isinstance(controldata, str) else ""
+    identifier = re.search(r"^Database system identifier:\s+(\d+)\s*$", text, flags=re.M)
+    state = re.search(r"^Database cluster state:\s+(.+?)\s*$", text, flags=re.M)
+    if not identifier or not state:
+        return {}
+    return {"system_identifier": identifier[1], "state": state[1]}
+
+
+def split_brain(controldata_by_host: object) -> list[list[str]]:
+    """Hosts that run one cluster (the same system identifier) out of recovery, two or
+    more of them: each such set sorted, the sets sorted. ``controldata_by_host`` maps an
+    inventory name to what pg_controldata printed there ('' where it found no cluster).
+
+    A cluster of another identifier out of recovery is not a split brain of this one
+    (Debian's freshly made cluster on a new replica, before its clone): the replica
+    tasks decide about it, guarded."""
+    if not isinstance(controldata_by_host, dict):
+        raise AnsibleFilterError(f"expected a dict of host -> pg_controldata output, got {controldata_by_host!r}")
+    primaries: dict[str, list[str]] = {}
+    for host, text in controldata_by_host.items():
+        control = control_state(text)
+        if control and control["state"] in _OUT_OF_RECOVERY:
+            primaries.setdefault(control["system_identifier"], []).append(str(host))
+    return sorted(sorted(hosts) for hosts in primaries.values() if len(hosts) > 1)
+
+
 class FilterModule:
     """fleet's PostgreSQL filters."""
 
@@ -139,4 +174,5 @@ class FilterModule:
             "fleet_postgresql_slot_name": slot_name,
             "fleet_postgresql_tuning": tuning,
             "fleet_postgresql_tuning_problem": tuning_problem,
+            "fleet_postgresql_split_brain": split_brain,
         }

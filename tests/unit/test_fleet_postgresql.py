@@ -8,11 +8,13 @@ from ansible.errors import AnsibleFilterError
 from filter_plugins.fleet_postgresql import (
     TUNED,
     FilterModule,
+    control_state,
     database_name_problem,
     identifier_problem,
     role_name_problem,
     slot_name,
     slot_name_problem,
+    split_brain,
     tuning,
     tuning_problem,
 )
@@ -173,3 +175,59 @@ def test_filter_module_names():
     names = FilterModule().filters()
     assert all(name.startswith("fleet_postgresql_") for name in names)
     assert names["fleet_postgresql_tuning"] is tuning
+
+
+# pg_controldata (LC_ALL=C) as PostgreSQL 15 prints it, cut to the lines that matter.
+def controldata(identifier: str, state: str) -> str:
+    return (
+        "pg_control version number:            1300\n"
+        f"Database system identifier:           {identifier}\n"
+        f"Database cluster state:               {state}\n"
+        "pg_control last modified:             Mon Dec  7 17:00:00 2026\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "out_of_recovery"),
+    [
+        ("in production", True),
+        ("shut down", True),
+        ("shutting down", True),
+        ("in crash recovery", True),
+        ("in archive recovery", False),
+        ("shut down in recovery", False),
+        ("starting up", False),
+    ],
+)
+def test_a_split_brain_is_two_hosts_of_one_cluster_out_of_recovery(state, out_of_recovery):
+    hosts = {"primary": controldata("7312", "in production"), "replica1": controldata("7312", state)}
+    assert split_brain(hosts) == ([["primary", "replica1"]] if out_of_recovery else [])
+
+
+def test_a_stopped_primary_still_counts_and_hosts_are_named_in_order():
+    hosts = {
+        "replica2": controldata("7312", "in production"),
+        "primary": controldata("7312", "shut down"),
+        "replica1": controldata("7312", "in archive recovery"),
+    }
+    assert split_brain(hosts) == [["primary", "replica2"]]
+
+
+def test_another_clusters_primary_and_hosts_with_no_cluster_are_not_a_split_brain():
+    hosts = {
+        "primary": controldata("7312", "in production"),
+        # Debian's freshly made cluster on a new replica, before its clone.
+        "replica1": controldata("9999", "in production"),
+        # No package yet, no data directory, an unreadable control file: nothing printed.
+        "replica2": "",
+        "replica3": "pg_controldata: error: could not open file: Permission denied",
+    }
+    assert split_brain(hosts) == []
+    assert control_state(hosts["replica2"]) == {} == control_state(None)
+    assert control_state(hosts["primary"]) == {"system_identifier": "7312", "state": "in production"}
+
+
+def test_split_brain_wants_a_dict():
+    with pytest.raises(AnsibleFilterError, match="expected a dict"):
+        split_brain(["primary"])
+    assert FilterModule().filters()["fleet_postgresql_split_brain"] is split_brain

@@ -76,6 +76,10 @@ def preflight(tmp_path_factory):
         "app_release_url": str(artifact),
         "haproxy_bind_address": "127.0.0.1",
         "postgresql_listen_address": "127.0.0.1",
+        # The primary and the replica are both this controller, which may run a
+        # PostgreSQL of its own (this machine's does): the split-brain guard would read
+        # its one cluster as two primaries. A cluster name no controller has.
+        "postgresql_cluster_name": "fleet_preflight_test",
         **{f"vault_postgresql_{user}_password": "x" * 16 for user in ("replication", "app_rw", "app_ro")},
     }
     (tmp / "given.json").write_text(json.dumps(given))

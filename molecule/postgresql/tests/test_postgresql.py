@@ -456,24 +456,45 @@ def test_no_acknowledged_row_is_lost(reconverge_under_load):
 
 @pytest.fixture(scope="module")
 def promoted_replica(reconverge_under_load):
-    """db-replica2 promoted by hand (as in a failover), then a converge that must refuse to clone it."""
+    """db-replica2 promoted by hand (as in a failover outside the playbooks), then a
+    converge and a check run (as the drift check runs) that must both stop on it."""
     node = "db-replica2"
     sql(node, "SELECT pg_promote(wait => true)")
-    before = replica_identity(node)
+    before = {n: replica_identity(n) for n in (PRIMARY, *REPLICAS)}
     proc, _ = converge(RESTART_CHANGE)
-    after = replica_identity(node)
-    return {"proc": proc, "before": before, "after": after, "databases": sql(node, "SELECT datname FROM pg_database")}
+    check, _ = converge(RESTART_CHANGE, "--check")
+    after = {n: replica_identity(n) for n in (PRIMARY, *REPLICAS)}
+    return {
+        "runs": {"converge": proc, "check": check},
+        "before": before,
+        "after": after,
+        "databases": sql(node, "SELECT datname FROM pg_database"),
+    }
 
 
-def test_promoted_replica_with_data_is_not_wiped(promoted_replica):
-    proc = promoted_replica["proc"]
-    assert proc.returncode != 0
+@pytest.mark.parametrize("run", ["converge", "check"])
+def test_a_replica_promoted_by_hand_stops_every_run_before_any_change(promoted_replica, run):
+    """Split brain: db-primary and db-replica2 both out of recovery, the same cluster.
+    The run stops in the preflight of every database host, naming both, and changes
+    nothing anywhere: the promoted replica's data (its app database) is kept."""
+    proc = promoted_replica["runs"][run]
     output = proc.stdout + proc.stderr
-    refusal = "db-replica2 is in postgresql_replica_hosts but runs a cluster that is not a standby"
-    assert refusal in output, output[-4000:]
+    assert proc.returncode != 0, output[-4000:]
+    message = " ".join(output.split())
+    split = "Split brain: db-primary and db-replica2 run the same PostgreSQL cluster out of recovery"
+    assert split in message, output[-4000:]
+    assert "Nothing was changed on any database host" in message
+    # Every database host failed (Ansible prints that on stderr), and at the guard, the
+    # preflight's last task: the last the run started (on stdout).
+    assert set(re.findall(r"^fatal: \[([^\]]+)\]", output, flags=re.M)) == {PRIMARY, *REPLICAS}, output[-4000:]
+    tasks = re.findall(r"^TASK \[(.+?)\]", proc.stdout, flags=re.M)
+    guard = "postgresql : preflight | Stop when two hosts run this cluster out of recovery"
+    assert tasks[-1].startswith(guard), tasks[-3:]
+    recap = parse_recap(output)
+    assert all(recap[n]["changed"] == 0 for n in (PRIMARY, *REPLICAS)), recap
     before, after = promoted_replica["before"], promoted_replica["after"]
     assert after == before
-    assert after["marker"] == "db-replica2-not-recloned"
+    assert after["db-replica2"]["marker"] == "db-replica2-not-recloned"
     assert "app" in promoted_replica["databases"].split()
     assert sh("db-replica2", f"test -e {DATA_DIR}/standby.signal").returncode != 0
 
